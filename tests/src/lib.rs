@@ -1,0 +1,202 @@
+//! Harness for tests against the real test cluster that `testbed/cluster up` starts: it connects
+//! through the kubeconfig the scripts wrote, installs Jackal's CRDs once per test process and waits
+//! until they are Established, gives every test a namespace of its own, and runs the cluster's real
+//! `kubectl`.
+//!
+//! A missing cluster is an error, never a skip: the tests exist to prove behaviour on a real API
+//! server, so `make test` (and `.ci/run`) bring the cluster up first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Config};
+use tokio::sync::OnceCell;
+
+/// Label on every namespace the harness creates.
+pub const TEST_LABEL: &str = "jackal.dev/test";
+/// Field manager the harness applies with.
+pub const FIELD_MANAGER: &str = "jackal-tests";
+
+static CRDS_INSTALLED: OnceCell<()> = OnceCell::const_new();
+static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The running test cluster.
+pub struct Cluster {
+    /// A client authenticated as the cluster admin.
+    pub client: Client,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// Connects to the test cluster and makes sure Jackal's CRDs are installed and Established.
+    pub async fn connect() -> anyhow::Result<Self> {
+        let dir = testbed_dir();
+        let client = client_for(&dir).await?;
+        let cluster = Self { client, dir };
+        CRDS_INSTALLED.get_or_try_init(|| cluster.install_crds()).await?;
+        Ok(cluster)
+    }
+
+    /// The test cluster's state directory (`JACKAL_TESTBED_DIR`, default `/tmp/jackal-testbed`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The admin kubeconfig `testbed/cluster up` wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// A `kubectl` command (the one built with the cluster) pointed at the test cluster.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(self.dir.join("bin/kubectl"));
+        command.arg("--kubeconfig").arg(self.kubeconfig());
+        command
+    }
+
+    /// Runs `kubectl ARGS`, failing with its output when it exits non-zero.
+    pub fn kubectl_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.kubectl_output(args)?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// Runs `kubectl ARGS` and returns whatever happened.
+    pub fn kubectl_output(&self, args: &[&str]) -> anyhow::Result<Output> {
+        self.kubectl()
+            .args(args)
+            .output()
+            .with_context(|| format!("failed to run kubectl from {}", self.dir.join("bin").display()))
+    }
+
+    /// Creates a namespace for one test, deleted again when the returned guard drops.
+    pub async fn namespace(&self, test: &str) -> anyhow::Result<TestNamespace> {
+        let sequence = NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut name = format!("jt-{}-{}-{sequence}", sanitize(test), std::process::id());
+        name.truncate(63);
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(TEST_LABEL.to_owned(), "true".to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .with_context(|| format!("failed to create test namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            dir: self.dir.clone(),
+        })
+    }
+
+    async fn install_crds(&self) -> anyhow::Result<()> {
+        let api = Api::<CustomResourceDefinition>::all(self.client.clone());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        for crd in jackal_crds::all() {
+            let name = crd.metadata.name.clone().context("generated CRD has no name")?;
+            api.patch(&name, &params, &Patch::Apply(&crd))
+                .await
+                .with_context(|| format!("failed to install CRD {name}"))?;
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                await_condition(api.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .with_context(|| format!("CRD {name} was not Established within 30 s"))??;
+        }
+        Ok(())
+    }
+}
+
+/// A namespace owned by one test; deleted (without waiting for finalization) on drop.
+pub struct TestNamespace {
+    /// The namespace name.
+    pub name: String,
+    dir: PathBuf,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // The test's runtime may be single-threaded and busy dropping us, so delete from a thread
+        // with its own runtime and client rather than blocking on the test's.
+        let (name, dir) = (self.name.clone(), self.dir.clone());
+        let deletion = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = client_for(&dir).await?;
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await?;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(error)) = deletion.join() {
+            eprintln!(
+                "warning: failed to delete test namespace {}: {error:#}",
+                self.name
+            );
+        }
+    }
+}
+
+/// The state directory of the test cluster.
+pub fn testbed_dir() -> PathBuf {
+    std::env::var_os("JACKAL_TESTBED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/jackal-testbed"))
+}
+
+/// The repository root, for tests that read committed files (samples, manifests).
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn client_for(dir: &Path) -> anyhow::Result<Client> {
+    let path = dir.join("kubeconfig");
+    if !path.exists() {
+        bail!(
+            "no test cluster: {} does not exist. Start one with `testbed/cluster up` \
+             (`make test` does this for you)",
+            path.display()
+        );
+    }
+    let kubeconfig =
+        Kubeconfig::read_from(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("invalid kubeconfig {}", path.display()))?;
+    Ok(Client::try_from(config)?)
+}
+
+fn sanitize(test: &str) -> String {
+    test.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned()
+}
