@@ -1,0 +1,24 @@
+# Entry points. Every target is a thin wrapper over a script that also works on its own.
+.PHONY: demo test down generate fmt lint cluster-up cluster-down
+
+## demo: bring the air-gapped test cluster up and run Jackal's main job on it (left running)
+demo:
+	scripts/demo
+
+## test: the whole suite (fmt, clippy, unit and integration tests on the real test cluster)
+test:
+	scripts/test
+
+## down: stop the test cluster
+down:
+	testbed/cluster down
+
+## generate: regenerate the committed CRD YAML from the Rust types
+generate:
+	cargo run -q -p jackal-operator -- crd --output-dir charts/jackal/crds --output-dir config/crd
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
