@@ -25,7 +25,14 @@ client_extensions() {
     printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
 }
 
+# Bump when the set of certificates or their names change: an older pki/ is then regenerated.
+PKI_LAYOUT=2
+
 generate_pki() {
+    if [ -d "$PKI_DIR" ] && [ "$(cat "$PKI_DIR/layout" 2>/dev/null)" != "$PKI_LAYOUT" ]; then
+        say "certificates in $PKI_DIR are from an older layout: regenerating them"
+        rm -rf "$PKI_DIR"
+    fi
     mkdir -p "$PKI_DIR"
     chmod 700 "$PKI_DIR"
     if [ ! -f "$PKI_DIR/ca.crt" ]; then
@@ -39,16 +46,24 @@ generate_pki() {
         'basicConstraints=critical,CA:FALSE' \
         'keyUsage=critical,digitalSignature,keyEncipherment' \
         'extendedKeyUsage=serverAuth' \
-        "subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
+        "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
     issue admin "/O=system:masters/CN=jackal-testbed-admin" "$(client_extensions)"
     issue controller-manager "/CN=system:kube-controller-manager" "$(client_extensions)"
     issue scheduler "/CN=system:kube-scheduler" "$(client_extensions)"
     issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$(client_extensions)"
     issue front-proxy-client "/CN=front-proxy-client" "$(client_extensions)"
+    issue kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$(client_extensions)"
+    issue kube-proxy "/CN=system:kube-proxy" "$(client_extensions)"
+    issue kubelet-serving "/CN=$NODE_NAME" "$(printf '%s\n' \
+        'basicConstraints=critical,CA:FALSE' \
+        'keyUsage=critical,digitalSignature,keyEncipherment' \
+        'extendedKeyUsage=serverAuth' \
+        "subjectAltName=IP:$NODE_IP,IP:127.0.0.1,DNS:$NODE_NAME")"
     if [ ! -f "$PKI_DIR/service-account.key" ]; then
         new_key "$PKI_DIR/service-account.key"
         openssl pkey -in "$PKI_DIR/service-account.key" -pubout -out "$PKI_DIR/service-account.pub" 2>/dev/null
     fi
+    echo "$PKI_LAYOUT" >"$PKI_DIR/layout"
 }
 
 # write_kubeconfig FILE CERT_NAME : a kubeconfig authenticating with pki/CERT_NAME.{crt,key}.
@@ -60,7 +75,7 @@ kind: Config
 clusters:
 - name: jackal-testbed
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $API_SERVER_URL
     certificate-authority-data: $(base64 -w0 <"$PKI_DIR/ca.crt")
 users:
 - name: $name
