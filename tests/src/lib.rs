@@ -5,6 +5,11 @@
 //!
 //! A missing cluster is an error, never a skip: the tests exist to prove behaviour on a real API
 //! server, so `make test` (and `.ci/run`) bring the cluster up first.
+//!
+//! Modules: [`wait`] (deadlines on conditions), [`http`] (a tiny GET for NodePorts and registries).
+
+pub mod http;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -163,6 +168,16 @@ pub fn testbed_dir() -> PathBuf {
     std::env::var_os("JACKAL_TESTBED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/jackal-testbed"))
+}
+
+/// The connected-side registry the test cluster runs ("the internet"), as `HOST:PORT`.
+pub fn connected_registry() -> String {
+    std::env::var("JACKAL_CONNECTED_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".to_owned())
+}
+
+/// Builds a typed object from JSON, for compact test fixtures.
+pub fn from_json<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::Result<K> {
+    Ok(serde_json::from_value(value)?)
 }
 
 /// The repository root, for tests that read committed files (samples, manifests).
