@@ -2,7 +2,24 @@
 //! blob mounts, image-reference rewriting, injector payload chunking and the bootstrap steps.
 //!
 //! It depends on the API types in `jackal-crds` and never on the webhook server or the controller
-//! runtime, so the kubectl plugin can link it without dragging those in. The modules arrive with the
-//! issues that need them (packages, injector payload, admission); see `ARCHITECTURE.md`.
+//! runtime, so the kubectl plugin can link it without dragging those in. Modules arrive with the
+//! issues that need them; see `ARCHITECTURE.md`.
+//!
+//! - [`layout`]: reading and writing OCI image layouts on disk.
+//! - [`payload`]: packing images into the injector payload and cutting it into ConfigMap chunks.
+
+pub mod layout;
+pub mod payload;
 
 pub use jackal_crds as crds;
+
+/// Lowercase hex of `bytes` (digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}

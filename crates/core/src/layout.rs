@@ -1,0 +1,249 @@
+//! Reading OCI image layouts on disk: finding an image by its reference annotation and walking
+//! every blob it reaches (manifests, indexes, configs, layers), without loading layers into memory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Annotation carrying an image's reference in an OCI layout's `index.json`.
+pub const REFERENCE_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// Manifests and indexes larger than this are refused: they are read into memory.
+const MAX_DOCUMENT: u64 = 4 << 20;
+
+/// A content descriptor, as in `index.json` and manifests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type of the referenced content.
+    #[serde(default)]
+    pub media_type: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Platform of a manifest inside an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<serde_json::Value>,
+    /// Foreign-layer URLs (such blobs are not in the layout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+}
+
+/// Any of `index.json`, an image index or an image manifest: the fields that reference content.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+/// Why a layout cannot be read.
+// Variant fields are named in the messages; documenting each again adds nothing.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A file of the layout cannot be read.
+    #[error("failed to read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// A manifest or index is not valid JSON of the expected shape.
+    #[error("{path} is not a valid OCI document: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A manifest or index is implausibly large.
+    #[error("{path} is {size} bytes, larger than any manifest should be")]
+    TooLarge { path: PathBuf, size: u64 },
+    /// A digest is not `sha256:<64 hex>`.
+    #[error("{0:?} is not a sha256 digest")]
+    Digest(String),
+    /// No image in the layout carries the reference.
+    #[error("no image {reference:?} in the OCI layout {layout}")]
+    ImageNotFound { reference: String, layout: PathBuf },
+}
+
+/// An OCI image layout directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout at `root` (checked lazily, when read).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The descriptors listed in `index.json`.
+    pub fn index(&self) -> Result<Vec<Descriptor>, LayoutError> {
+        let path = self.root.join("index.json");
+        #[derive(Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let index: Index = read_json(&path)?;
+        Ok(index.manifests)
+    }
+
+    /// The image whose reference annotation is `reference` (either the full reference or, as
+    /// tools like skopeo write it, just the tag).
+    pub fn find(&self, reference: &str) -> Result<Descriptor, LayoutError> {
+        let tag = reference
+            .rsplit_once(':')
+            .map(|(_, tag)| tag)
+            .filter(|tag| !tag.contains('/'));
+        let index = self.index()?;
+        let annotation = |descriptor: &Descriptor| descriptor.annotations.get(REFERENCE_ANNOTATION).cloned();
+        index
+            .iter()
+            .find(|d| annotation(d).as_deref() == Some(reference))
+            .or_else(|| {
+                index
+                    .iter()
+                    .find(|d| tag.is_some() && annotation(d).as_deref() == tag)
+            })
+            .cloned()
+            .ok_or_else(|| LayoutError::ImageNotFound {
+                reference: reference.to_owned(),
+                layout: self.root.clone(),
+            })
+    }
+
+    /// The path of a blob.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .ok_or_else(|| LayoutError::Digest(digest.to_owned()))?;
+        Ok(self.root.join("blobs/sha256").join(hex))
+    }
+
+    /// Every blob `root` reaches, itself included, in a stable order (foreign layers excluded).
+    pub fn reachable(&self, root: &Descriptor) -> Result<Vec<Descriptor>, LayoutError> {
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        let mut pending = vec![root.clone()];
+        while let Some(descriptor) = pending.pop() {
+            if !descriptor.urls.is_empty() || !seen.insert(descriptor.digest.clone()) {
+                continue;
+            }
+            if is_manifest(&descriptor.media_type) {
+                let document: Document = read_json(&self.blob_path(&descriptor.digest)?)?;
+                pending.extend(document.config);
+                pending.extend(document.layers);
+                pending.extend(document.manifests);
+            }
+            found.push(descriptor);
+        }
+        Ok(found)
+    }
+}
+
+/// True for the media types of image manifests and indexes (OCI and Docker).
+pub fn is_manifest(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+            | "application/vnd.oci.image.index.v1+json"
+            | "application/vnd.docker.distribution.manifest.v2+json"
+            | "application/vnd.docker.distribution.manifest.list.v2+json"
+    )
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, LayoutError> {
+    let read_error = |source| LayoutError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_DOCUMENT {
+        return Err(LayoutError::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    serde_json::from_slice(&bytes).map_err(|source| LayoutError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes an OCI image layout: blobs as they come, `index.json` at the end (atomically), so a
+/// reader never sees an index pointing at missing blobs.
+#[derive(Debug)]
+pub struct LayoutWriter {
+    layout: Layout,
+    manifests: Vec<Descriptor>,
+}
+
+impl LayoutWriter {
+    /// Creates (or extends) a layout at `root`.
+    pub fn create(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let layout = Layout::new(root);
+        std::fs::create_dir_all(layout.root.join("blobs/sha256"))?;
+        std::fs::write(
+            layout.root.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(Self {
+            layout,
+            manifests: Vec::new(),
+        })
+    }
+
+    /// Stores `bytes` as a blob and returns its descriptor.
+    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> std::io::Result<Descriptor> {
+        use sha2::Digest as _;
+        let digest = format!("sha256:{}", crate::hex(&sha2::Sha256::digest(bytes)));
+        let path = self.layout.blob_path(&digest).map_err(std::io::Error::other)?;
+        if !path.exists() {
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, bytes)?;
+            std::fs::rename(&partial, &path)?;
+        }
+        Ok(Descriptor {
+            media_type: media_type.to_owned(),
+            digest,
+            size: bytes.len() as u64,
+            ..Descriptor::default()
+        })
+    }
+
+    /// Lists `descriptor` in `index.json`, under `reference` if given.
+    pub fn add_to_index(&mut self, mut descriptor: Descriptor, reference: Option<&str>) {
+        if let Some(reference) = reference {
+            descriptor
+                .annotations
+                .insert(REFERENCE_ANNOTATION.to_owned(), reference.to_owned());
+        }
+        self.manifests.push(descriptor);
+    }
+
+    /// Writes `index.json` and returns the finished layout.
+    pub fn finish(self) -> std::io::Result<Layout> {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": self.manifests,
+        });
+        let path = self.layout.root.join("index.json");
+        let partial = self.layout.root.join("index.json.partial");
+        std::fs::write(&partial, serde_json::to_vec(&index)?)?;
+        std::fs::rename(&partial, &path)?;
+        Ok(self.layout)
+    }
+}
