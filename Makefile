@@ -1,5 +1,5 @@
 # Entry points. Every target is a thin wrapper over a script that also works on its own.
-.PHONY: demo test down generate fmt lint cluster-up cluster-down
+.PHONY: demo test down generate fmt lint injector bench
 
 ## demo: bring the air-gapped test cluster up and run Jackal's main job on it (left running)
 demo:
@@ -8,6 +8,14 @@ demo:
 ## test: the whole suite (fmt, clippy, unit and integration tests on the real test cluster)
 test:
 	scripts/test
+
+## injector: build the injector as shipped (static musl, size profile) and check its size budget
+injector:
+	scripts/injector-size
+
+## bench: benchmarks, each printed beside a reference tool measured in the same run
+bench:
+	scripts/bench-injector
 
 ## down: stop the test cluster
 down:

@@ -1,8 +1,71 @@
-//! The injector: rebuilds the bootstrap payload from ConfigMap chunks, verifies its sha256 and serves
-//! it as a read-only OCI registry (the seed registry). Not built yet: this crate only reserves its
-//! place and its size-optimised profile in the workspace. It exits with an error until then.
+//! The injector: rebuilds the bootstrap payload from ConfigMap chunks, verifies its sha256 and
+//! serves it as a read-only OCI registry (the seed registry the permanent registry pulls from).
+//!
+//! ```text
+//!   payload-00000 … payload-NNNNN ──▶ chunks (order, gaps) ──▶ archive (one pass: sha256 + tar index)
+//!        │                                                          │ digest checked, layout validated
+//!        └──────────── blob bytes are served straight from the chunk files ◀── registry ◀── server
+//! ```
+//!
+//! Nothing is unpacked: the tar archive is indexed in place while it is hashed, and every blob is
+//! served from the chunk files it lies in (`sendfile` through `std::io::copy`), so memory stays
+//! flat, no disk is used and no archive path is ever written anywhere.
+//! Exit codes: 0 after `--verify-only` succeeded, 1 on a payload or serving error, 2 on bad usage.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("jackal-injector: not implemented yet (the injector issue builds it)");
-    std::process::ExitCode::from(2)
+mod archive;
+mod chunks;
+mod config;
+mod error;
+mod http;
+mod layout;
+mod registry;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::error::Error;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{}", config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("jackal-injector: {error}\n\n{}", config::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("jackal-injector: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &Config) -> Result<(), Error> {
+    let started = Instant::now();
+    let chunks = chunks::Chunks::discover(&config.directory, config.expected_chunks)?;
+    let index = archive::verify(&chunks, &config.digest)?;
+    let payload = layout::Payload::load(&chunks, &index)?;
+    eprintln!(
+        "jackal-injector: payload {} verified ({} bytes in {} chunks, {} images in {} repositories) in {:.2?}",
+        config.digest,
+        chunks.total_size(),
+        chunks.count(),
+        payload.image_count(),
+        payload.repository_count(),
+        started.elapsed()
+    );
+    if config.verify_only {
+        return Ok(());
+    }
+    let registry = Arc::new(registry::Registry::new(chunks, payload));
+    server::serve(&config.listen, registry)
 }
