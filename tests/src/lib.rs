@@ -6,9 +6,12 @@
 //! A missing cluster is an error, never a skip: the tests exist to prove behaviour on a real API
 //! server, so `make test` (and `.ci/run`) bring the cluster up first.
 //!
-//! Modules: [`wait`] (deadlines on conditions), [`http`] (a tiny GET for NodePorts and registries).
+//! Modules: [`wait`] (deadlines on conditions), [`http`] (a tiny client for NodePorts and
+//! registries), [`images`] (test images as an OCI layout), [`injector`] (running the real injector).
 
 pub mod http;
+pub mod images;
+pub mod injector;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +181,35 @@ pub fn connected_registry() -> String {
 /// Builds a typed object from JSON, for compact test fixtures.
 pub fn from_json<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> anyhow::Result<K> {
     Ok(serde_json::from_value(value)?)
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Creates an empty directory named after `test`.
+    pub fn new(test: &str) -> anyhow::Result<Self> {
+        let sequence = NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "jackal-test-{}-{}-{sequence}",
+            sanitize(test),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The repository root, for tests that read committed files (samples, manifests).

@@ -68,9 +68,10 @@ async fn the_node_cannot_pull_from_the_connected_registry() -> anyhow::Result<()
     )
     .await?;
     assert_eq!(
-        manifest.status, 200,
+        manifest.status,
+        200,
         "the connected registry must hold the image: {}",
-        manifest.body
+        manifest.text()
     );
     // ...but the node cannot pull it.
     assert_unpullable(

@@ -46,9 +46,9 @@ async fn a_node_port_answers_on_loopback_from_the_host() -> anyhow::Result<()> {
         }
     };
     assert!(
-        response.body.starts_with("through a node port (served by web"),
+        response.text().starts_with("through a node port (served by web"),
         "body: {}",
-        response.body
+        response.text()
     );
     Ok(())
 }

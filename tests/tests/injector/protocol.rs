@@ -1,0 +1,256 @@
+//! The distribution API details clients rely on: media types and digests on manifests (GET and
+//! HEAD), ranges on blobs, tag and catalog listings, spec error bodies, refused writes, fast
+//! refusal of TLS, and persistent connections.
+
+use std::time::Duration;
+
+use jackal_tests::http::{self, Response};
+use jackal_tests::injector::Injector;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Fixture;
+
+fn error_code(response: &Response) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    body["errors"][0]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-manifests")?;
+    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let address = injector.address.as_str();
+
+    let base = http::get(address, "/v2/", &[]).await?;
+    assert_eq!((base.status, base.text().as_str()), (200, "{}"));
+
+    for image in &fixture.images {
+        let (_, path) = image.reference.split_once('/').unwrap_or_default();
+        let (name, tag) = path.rsplit_once(':').unwrap_or_default();
+        for (method, by) in [("HEAD", tag), ("GET", tag), ("GET", image.digest.as_str())] {
+            let response =
+                http::request(method, address, &format!("/v2/{name}/manifests/{by}"), &[], b"").await?;
+            assert_eq!(response.status, 200, "{method} {name}:{by}");
+            assert_eq!(
+                response.header("content-type"),
+                Some(image.media_type.as_str()),
+                "{method} {name}:{by}"
+            );
+            assert_eq!(
+                response.header("docker-content-digest"),
+                Some(image.digest.as_str())
+            );
+            let top = image
+                .blobs
+                .iter()
+                .find(|blob| blob.digest == image.digest)
+                .map(|blob| blob.size);
+            assert_eq!(
+                response.header("content-length").and_then(|l| l.parse().ok()),
+                top
+            );
+            assert_eq!(response.body.is_empty(), method == "HEAD", "{method} body");
+        }
+        // Also under the registry host as first path segment.
+        let full = image
+            .reference
+            .rsplit_once(':')
+            .map(|(name, _)| name)
+            .unwrap_or_default();
+        let response = http::get(address, &format!("/v2/{full}/manifests/{}", image.digest), &[]).await?;
+        assert_eq!(response.status, 200, "{full}");
+    }
+
+    // The platform manifests inside the index are served by digest, with their own media type.
+    let index = &fixture.images[1];
+    for child in index
+        .blobs
+        .iter()
+        .filter(|blob| blob.media_type.ends_with("manifest.v1+json"))
+    {
+        let response = http::get(
+            address,
+            &format!("/v2/jackaldev/multiarch/manifests/{}", child.digest),
+            &[],
+        )
+        .await?;
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+    }
+
+    let tags = http::get(address, "/v2/jackaldev/multilayer/tags/list", &[]).await?;
+    assert_eq!(tags.text(), r#"{"name":"jackaldev/multilayer","tags":["1.0"]}"#);
+    let catalog = http::get(address, "/v2/_catalog", &[]).await?.text();
+    assert!(
+        catalog.contains(r#""jackaldev/dockertyped""#)
+            && catalog.contains(r#""quay.io/jackaldev/dockertyped""#),
+        "{catalog}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-blobs")?;
+    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let address = injector.address.as_str();
+    let image = &fixture.images[0];
+    // The 2 MB layer spans many 64 KiB chunks.
+    let layer = image
+        .blobs
+        .iter()
+        .max_by_key(|blob| blob.size)
+        .cloned()
+        .unwrap_or_default();
+    let bytes = std::fs::read(
+        fixture
+            .scratch
+            .path()
+            .join("layout/blobs/sha256")
+            .join(layer.digest.trim_start_matches("sha256:")),
+    )?;
+    let path = format!("/v2/jackaldev/multilayer/blobs/{}", layer.digest);
+
+    let whole = http::get(address, &path, &[]).await?;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, bytes);
+    assert_eq!(whole.header("docker-content-digest"), Some(layer.digest.as_str()));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+
+    let head = http::request("HEAD", address, &path, &[], b"").await?;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(
+        head.header("content-length"),
+        Some(bytes.len().to_string().as_str())
+    );
+
+    for (range, start, end) in [
+        ("bytes=65530-131080", 65_530, 131_081),
+        ("bytes=-10", bytes.len() - 10, bytes.len()),
+        ("bytes=1999990-", 1_999_990, bytes.len()),
+    ] {
+        let partial = http::get(address, &path, &[("Range", range)]).await?;
+        assert_eq!(partial.status, 206, "{range}");
+        assert_eq!(partial.body, bytes[start..end], "{range}");
+        let expected = format!("bytes {start}-{}/{}", end - 1, bytes.len());
+        assert_eq!(
+            partial.header("content-range"),
+            Some(expected.as_str()),
+            "{range}"
+        );
+    }
+    let unsatisfiable = http::get(address, &path, &[("Range", "bytes=99999999-")]).await?;
+    assert_eq!(unsatisfiable.status, 416);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_things_get_spec_errors_and_writes_are_refused() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-errors")?;
+    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let address = injector.address.as_str();
+    let docker_layer = fixture.images[2]
+        .blobs
+        .iter()
+        .find(|blob| blob.media_type.contains("rootfs"))
+        .cloned()
+        .unwrap_or_default();
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    let cases = [
+        (
+            "/v2/jackaldev/nothing/manifests/1.0".to_owned(),
+            404,
+            "NAME_UNKNOWN",
+        ),
+        ("/v2/jackaldev/nothing/tags/list".to_owned(), 404, "NAME_UNKNOWN"),
+        (
+            "/v2/jackaldev/multilayer/manifests/2.0".to_owned(),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            format!("/v2/jackaldev/multilayer/manifests/{zeros}"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            format!("/v2/jackaldev/multilayer/blobs/{zeros}"),
+            404,
+            "BLOB_UNKNOWN",
+        ),
+        // A blob that exists, but belongs to another repository.
+        (
+            format!("/v2/jackaldev/multilayer/blobs/{}", docker_layer.digest),
+            404,
+            "BLOB_UNKNOWN",
+        ),
+        (
+            "/v2/jackaldev/multilayer/blobs/sha256:short".to_owned(),
+            400,
+            "DIGEST_INVALID",
+        ),
+    ];
+    for (path, status, code) in cases {
+        let response = http::get(address, &path, &[]).await?;
+        assert_eq!(
+            (response.status, error_code(&response).as_str()),
+            (status, code),
+            "GET {path}"
+        );
+        assert_eq!(response.header("content-type"), Some("application/json"));
+    }
+    for (method, path) in [
+        ("PUT", "/v2/jackaldev/multilayer/manifests/2.0"),
+        ("POST", "/v2/jackaldev/multilayer/blobs/uploads/"),
+        ("PATCH", "/v2/jackaldev/multilayer/blobs/uploads/1"),
+        ("DELETE", "/v2/jackaldev/multilayer/manifests/1.0"),
+    ] {
+        let response = http::request(
+            method,
+            address,
+            path,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        )
+        .await?;
+        assert_eq!(
+            (response.status, error_code(&response).as_str()),
+            (405, "UNSUPPORTED"),
+            "{method} {path}"
+        );
+    }
+    // Nothing changed: the image is still served.
+    let still = http::get(address, "/v2/jackaldev/multilayer/manifests/1.0", &[]).await?;
+    assert_eq!(still.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tls_is_refused_at_once_and_connections_are_reused() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-connections")?;
+    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+
+    // A TLS ClientHello is answered by closing, not by waiting for a request line.
+    let mut tls = tokio::net::TcpStream::connect(&injector.address).await?;
+    tls.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        .await?;
+    let mut buffer = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), tls.read(&mut buffer)).await?;
+    assert!(matches!(read, Ok(0) | Err(_)), "TLS hello answered with {read:?}");
+
+    // Two requests on one connection.
+    let mut stream = tokio::net::TcpStream::connect(&injector.address).await?;
+    stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/_catalog HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert!(
+        text.contains("Connection: keep-alive") && text.contains("repositories"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Bad payloads are refused before anything is served, with the message that names the fault:
+//! a corrupt, missing or reordered chunk, a wrong chunk count, and hostile archive entries.
+
+use std::path::Path;
+
+use jackal_core::payload::{CHUNK_PREFIX, chunk_name};
+use jackal_tests::Scratch;
+use jackal_tests::injector;
+use sha2::{Digest, Sha256};
+
+use crate::Fixture;
+
+fn verify(chunks: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let output = injector::run(chunks, args)?;
+    Ok((
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_good_payload_verifies() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-good")?;
+    let (code, log) = verify(&fixture.chunks(), &["--verify-only", &fixture.summary.digest])?;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("payload {} verified", fixture.summary.digest)),
+        "{log}"
+    );
+    assert!(log.contains("3 images"), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn corrupt_missing_and_reordered_chunks_are_refused() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-bad-chunks")?;
+    let digest = fixture.summary.digest.clone();
+    let chunks = fixture.chunks();
+    let count = fixture.summary.chunks;
+    assert!(count > 10, "the fixture should span many chunks, has {count}");
+    let mismatch = format!("payload digest mismatch: expected {digest}, got sha256:");
+
+    // A flipped byte.
+    let file = chunks.join(chunk_name(3));
+    let original = std::fs::read(&file)?;
+    let mut corrupt = original.clone();
+    corrupt[100] ^= 0x01;
+    std::fs::write(&file, &corrupt)?;
+    let (code, log) = verify(&chunks, &["--verify-only", &digest])?;
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&mismatch) && log.contains(&format!("({count} chunks,")),
+        "{log}"
+    );
+    std::fs::write(&file, &original)?;
+
+    // Two chunks swapped.
+    let (first, second) = (chunks.join(chunk_name(1)), chunks.join(chunk_name(2)));
+    let (one, two) = (std::fs::read(&first)?, std::fs::read(&second)?);
+    std::fs::write(&first, &two)?;
+    std::fs::write(&second, &one)?;
+    let (code, log) = verify(&chunks, &["--verify-only", &digest])?;
+    assert!(code == 1 && log.contains(&mismatch), "{log}");
+    std::fs::write(&first, &one)?;
+    std::fs::write(&second, &two)?;
+
+    // A chunk missing in the middle, then at the end (only the digest or the count can tell).
+    let middle = chunks.join(chunk_name(5));
+    let kept = std::fs::read(&middle)?;
+    std::fs::remove_file(&middle)?;
+    let (code, log) = verify(&chunks, &["--verify-only", &digest])?;
+    assert!(
+        code == 1 && log.contains("chunk payload-00005 is missing"),
+        "{log}"
+    );
+    std::fs::write(&middle, &kept)?;
+    let last = chunks.join(chunk_name(count - 1));
+    let kept = std::fs::read(&last)?;
+    std::fs::remove_file(&last)?;
+    let (code, log) = verify(&chunks, &["--verify-only", &digest])?;
+    assert!(
+        code == 1 && log.contains(&mismatch) && log.contains(&format!("({} chunks,", count - 1)),
+        "{log}"
+    );
+    let expected_count = count.to_string();
+    let (code, log) = verify(&chunks, &["--verify-only", "--chunks", &expected_count, &digest])?;
+    assert!(
+        code == 1 && log.contains(&format!("expected {count} chunks, found {}", count - 1)),
+        "{log}"
+    );
+    std::fs::write(&last, &kept)?;
+
+    // No chunks at all, and a wrong digest argument.
+    let empty = Scratch::new("injector-empty")?;
+    let (code, log) = verify(empty.path(), &["--verify-only", &digest])?;
+    assert!(
+        code == 1 && log.contains(&format!("no payload chunks (files named {CHUNK_PREFIX}<number>)")),
+        "{log}"
+    );
+    let (code, log) = verify(&chunks, &["--verify-only", "sha256:nope"])?;
+    assert!(code == 2 && log.contains("is not a sha256 digest"), "{log}");
+
+    // Intact again: it verifies.
+    assert_eq!(verify(&chunks, &["--verify-only", &digest])?.0, 0);
+    Ok(())
+}
+
+/// A ustar header with a valid checksum, for archives no well-behaved writer would produce.
+fn raw_header(name: &str, size: usize, kind: u8, link: &str) -> Vec<u8> {
+    let mut block = vec![0u8; 512];
+    block[..name.len()].copy_from_slice(name.as_bytes());
+    block[100..107].copy_from_slice(b"0000644");
+    block[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    block[156] = kind;
+    block[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    block[148..156].copy_from_slice(b"        ");
+    let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
+    block[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    block
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused_and_nothing_is_written() -> anyhow::Result<()> {
+    let scratch = Scratch::new("injector-hostile")?;
+    let outside = scratch.path().join("outside");
+    let escape = format!(
+        "../{}",
+        outside.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+    );
+    let cases: [(&str, u8, &str, &str); 6] = [
+        (escape.as_str(), b'0', "", "escapes the payload"),
+        ("/etc/cron.d/evil", b'0', "", "escapes the payload"),
+        ("blobs/sha256/link", b'2', "/etc/shadow", "is a symbolic link"),
+        ("blobs/sha256/hard", b'1', "../../outside", "is a hard link"),
+        ("dev/console", b'3', "", "is a character device"),
+        ("config.json", b'0', "", "is not part of an OCI image layout"),
+    ];
+    for (name, kind, link, message) in cases {
+        let chunks = scratch.path().join("chunks");
+        let _ = std::fs::remove_dir_all(&chunks);
+        std::fs::create_dir_all(&chunks)?;
+        let mut archive = raw_header(name, 5, kind, link);
+        archive.extend(b"evil\n");
+        archive.resize(1024, 0);
+        archive.extend([0u8; 1024]);
+        std::fs::write(chunks.join(chunk_name(0)), &archive)?;
+        let digest = format!(
+            "sha256:{}",
+            Sha256::digest(&archive)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let (code, log) = verify(&chunks, &[&digest])?;
+        assert_eq!(code, 1, "{name}: {log}");
+        assert!(log.contains(message) && log.contains(name), "{name}: {log}");
+        assert!(!log.contains("serving"), "{name} was served: {log}");
+        assert!(!outside.exists(), "{name} wrote outside the payload");
+    }
+    Ok(())
+}
