@@ -7,9 +7,11 @@
 //!
 //! - [`layout`]: reading and writing OCI image layouts on disk.
 //! - [`payload`]: packing images into the injector payload and cutting it into ConfigMap chunks.
+//! - [`transform`]: pure rewrite rules for image references, OCI and git URLs.
 
 pub mod layout;
 pub mod payload;
+pub mod transform;
 
 pub use jackal_crds as crds;
 

@@ -1,0 +1,14 @@
+//! Pure rewrite rules that point workloads at the air-gapped cluster's own services: image
+//! references and OCI URLs to the in-cluster registry, git URLs to the git server. No I/O: the
+//! webhook and the image relocation both call these, and they are tested by tables alone.
+//!
+//! The registry mapping puts the source host in the first path segment, so it is deterministic,
+//! reversible, idempotent and keeps tags and digests untouched (digest-pinned images still
+//! verify): `ghcr.io/org/app:1.2@sha256:…` ⇄ `127.0.0.1:31999/ghcr.io/org/app:1.2@sha256:…`.
+//! A port in the source host becomes `_PORT` (hostnames cannot contain `_`, repository paths can).
+
+pub mod git;
+pub mod image;
+
+pub use git::{GitServer, git_url};
+pub use image::{ImageReference, ReferenceError, from_internal, oci_url, to_internal};
