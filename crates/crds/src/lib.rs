@@ -21,6 +21,7 @@ pub mod init;
 pub mod names;
 pub mod package;
 mod schema;
+pub mod state;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

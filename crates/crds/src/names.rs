@@ -30,3 +30,30 @@ pub const DEFAULT_REGISTRY_NODE_PORT: i32 = 31999;
 pub const NODE_PORT_MIN: i32 = 30000;
 /// Highest port of the Kubernetes default NodePort range.
 pub const NODE_PORT_MAX: i32 = 32767;
+
+/// Value of [`AGENT_LABEL`] on a namespace that asks for rewriting when the webhook's
+/// `namespaceSelection` is `OptIn`.
+pub const AGENT_OPT_IN_VALUE: &str = "mutate";
+
+/// Annotation on a rewritten pod: JSON object of container name → original image.
+pub const ORIGINAL_IMAGES_ANNOTATION: &str = "jackal.dev/original-images";
+/// Annotation on a rewritten Flux or Argo CD object: JSON object of field path → original URL.
+pub const ORIGINAL_URLS_ANNOTATION: &str = "jackal.dev/original-urls";
+
+/// The registry pull Secret the operator keeps in every rewritten namespace and the webhook adds
+/// to pods (named as in the original tool, so existing manifests keep working).
+pub const REGISTRY_PULL_SECRET: &str = "private-registry";
+/// The git credentials Secret the operator keeps in every rewritten namespace (for Flux).
+pub const GIT_PULL_SECRET: &str = "private-git-server";
+
+/// The MutatingWebhookConfiguration the operator registers.
+pub const WEBHOOK_CONFIGURATION: &str = "jackal";
+/// The Service in front of the operator's webhook port.
+pub const WEBHOOK_SERVICE: &str = "jackal-webhook";
+/// The Secret holding the webhook's CA and serving certificate.
+pub const WEBHOOK_TLS_SECRET: &str = "jackal-webhook-tls";
+
+/// The Secret holding Jackal's cluster state (registry and git endpoints and credentials).
+pub const STATE_SECRET: &str = "jackal-state";
+/// The key of the state JSON in [`STATE_SECRET`].
+pub const STATE_KEY: &str = "state";
