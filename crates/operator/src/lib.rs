@@ -4,8 +4,17 @@
 //! first bootstrap.
 //!
 //! Module map (grows with the issues that add each part; see `ARCHITECTURE.md`):
-//! - [`cli`]: command-line surface (`crd`, and `run` once the controllers land).
+//! - [`cli`]: command-line surface (`crd`, `run`); [`run`] wires everything together.
 //! - [`crd`]: printing and writing the generated CustomResourceDefinitions.
+//! - [`webhook`]: the admission webhook (rules, review, TLS server, certificates, registration).
+//! - [`controller`]: controllers (today: the pull Secrets the webhook's pods need).
+//! - [`admin`], [`metrics`], [`telemetry`]: `/metrics`, probes, logging.
 
+pub mod admin;
 pub mod cli;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
+pub mod run;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,192 @@
+//! The rewrite rules, one plain function per kind: given the object under admission and the
+//! [`Rules`], return the JSON-patch operations (empty when there is nothing to change) or an error
+//! that denies the request with a message naming the field. No I/O, no shared state: the webhook
+//! never calls the API server on its hot path.
+
+mod argocd;
+mod flux;
+mod pod;
+
+use jackal_core::transform::{GitServer, ReferenceError};
+use jackal_crds::names;
+use jackal_crds::state::{JackalState, Password};
+use json_patch::PatchOperation;
+use kube::core::admission::Operation;
+use kube::core::{DynamicObject, GroupVersionKind};
+
+/// What objects are rewritten to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// The registry address workloads pull from (`127.0.0.1:31999`).
+    pub registry: String,
+    /// Read-only registry credentials (for Argo CD repository Secrets of OCI sources).
+    pub registry_username: String,
+    /// Password of [`Self::registry_username`].
+    pub registry_password: Password,
+    /// The pull Secret added to pods and Flux sources.
+    pub pull_secret: String,
+    /// The git server, when one is configured.
+    pub git: Option<GitRules>,
+}
+
+/// Git rewriting settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitRules {
+    /// Where repositories are mirrored.
+    pub server: GitServer,
+    /// Read-only account for clones.
+    pub username: String,
+    /// Password of [`Self::username`].
+    pub password: Password,
+    /// The credentials Secret added to Flux `GitRepository` objects.
+    pub secret: String,
+}
+
+impl Rules {
+    /// The rules for a cluster's state.
+    pub fn from_state(state: &JackalState) -> Self {
+        Self {
+            registry: state.registry.address.clone(),
+            registry_username: state.registry.pull_username.clone(),
+            registry_password: state.registry.pull_password.clone(),
+            pull_secret: names::REGISTRY_PULL_SECRET.to_owned(),
+            git: state.git.as_ref().map(|git| GitRules {
+                server: GitServer {
+                    url: git.url.clone(),
+                    user: git.push_username.clone(),
+                },
+                username: git.pull_username.clone(),
+                password: git.pull_password.clone(),
+                secret: names::GIT_PULL_SECRET.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Why an object cannot be rewritten (the request is denied with this message).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// No rule exists for this kind: the webhook is registered for something it does not handle.
+    #[error("the jackal webhook has no rewrite rule for {0}")]
+    UnsupportedKind(String),
+    /// A container's image cannot be parsed.
+    #[error("container {container:?}: {source}")]
+    Image {
+        /// The container's name.
+        container: String,
+        /// What is wrong with its image.
+        source: ReferenceError,
+    },
+    /// A URL field cannot be parsed.
+    #[error("{field}: {source}")]
+    Url {
+        /// The field path (`spec.url`).
+        field: String,
+        /// What is wrong with it.
+        source: ReferenceError,
+    },
+    /// A field holds a value of the wrong shape.
+    #[error("{field}: {reason}")]
+    Malformed {
+        /// The field path.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Rewrites `object` of kind `kind` under `operation`.
+pub fn mutate(
+    kind: &GroupVersionKind,
+    operation: &Operation,
+    object: &DynamicObject,
+    rules: &Rules,
+) -> Result<Vec<PatchOperation>, HookError> {
+    match (kind.group.as_str(), kind.kind.as_str()) {
+        ("", "Pod") => pod::mutate(object, operation, rules),
+        ("", "Secret") => argocd::repository_secret(object, rules),
+        ("source.toolkit.fluxcd.io", "OCIRepository" | "HelmRepository" | "GitRepository") => {
+            flux::mutate(&kind.kind, object, rules)
+        }
+        ("argoproj.io", "Application") => argocd::application(object, rules),
+        ("argoproj.io", "ApplicationSet") => argocd::application_set(object, rules),
+        _ => Err(HookError::UnsupportedKind(format!(
+            "{}/{} {}",
+            kind.group, kind.version, kind.kind
+        ))),
+    }
+}
+
+/// Records original values in an annotation holding a JSON object, merged with any earlier record.
+fn record_originals(
+    object: &DynamicObject,
+    key: &str,
+    originals: std::collections::BTreeMap<String, String>,
+) -> PatchOperation {
+    let annotations = object.metadata.annotations.as_ref();
+    let mut merged: std::collections::BTreeMap<String, String> = annotations
+        .and_then(|annotations| annotations.get(key))
+        .and_then(|recorded| serde_json::from_str(recorded).ok())
+        .unwrap_or_default();
+    for (field, original) in originals {
+        merged.entry(field).or_insert(original);
+    }
+    let value = serde_json::to_string(&merged).unwrap_or_default();
+    super::patch::annotate(annotations.is_some(), key, value)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The rules the tables use.
+    pub fn rules() -> Rules {
+        Rules {
+            registry: "127.0.0.1:31999".into(),
+            registry_username: "jackal-pull".into(),
+            registry_password: Password("pull-secret-password".into()),
+            pull_secret: "private-registry".into(),
+            git: Some(GitRules {
+                server: GitServer {
+                    url: "http://git.jackal.svc:3000".into(),
+                    user: "jackal-git-user".into(),
+                },
+                username: "jackal-git-read".into(),
+                password: Password("git-read-password".into()),
+                secret: "private-git-server".into(),
+            }),
+        }
+    }
+
+    /// Runs the hook for `object` and returns the patched object (or the error message).
+    pub fn run(
+        operation: Operation,
+        object: serde_json::Value,
+        rules: &Rules,
+    ) -> Result<serde_json::Value, String> {
+        let dynamic: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|error| error.to_string())?;
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let kind = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or_default());
+        let operations = mutate(&kind, &operation, &dynamic, rules).map_err(|error| error.to_string())?;
+        let mut patched = object;
+        crate::webhook::patch::apply(&mut patched, &operations)
+            .map_err(|error| format!("patch does not apply: {error}"))?;
+        Ok(patched)
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused_by_name() {
+        let error = run(
+            Operation::Create,
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}),
+            &rules(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "the jackal webhook has no rewrite rule for apps/v1 Deployment"
+        );
+    }
+}
