@@ -53,7 +53,8 @@ fail() {
     exit 1
 }
 
-# Hash of files and the Go version: the cache key of a build.
+# Hash of files and the Go version: the cache key of a build (callers pass the versions that
+# matter to it, so bumping an unrelated version rebuilds nothing).
 build_key() {
     (cat "$@"; go version) | sha256sum | cut -c1-12
 }
@@ -61,15 +62,21 @@ build_key() {
 # The cache directory of the control-plane build (etcd and the Kubernetes multi-call binary).
 kube_build_dir() {
     echo "$JACKAL_CACHE_DIR/testbed/kube-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-$(build_key \
-        "$TESTBED_ROOT/versions.env" "$TESTBED_ROOT"/kube/go.mod "$TESTBED_ROOT"/kube/go.sum \
+        <(echo "$KUBERNETES_VERSION $ETCD_VERSION") "$TESTBED_ROOT"/kube/go.mod "$TESTBED_ROOT"/kube/go.sum \
         "$TESTBED_ROOT"/kube/cmd/*/*.go)"
 }
 
 # The cache directory of the node tools and images build.
 tools_build_dir() {
-    echo "$JACKAL_CACHE_DIR/testbed/tools-$(build_key "$TESTBED_ROOT/versions.env" \
+    echo "$JACKAL_CACHE_DIR/testbed/tools-$(build_key \
+        <(echo "$DISTRIBUTION_VERSION $CRI_TOOLS_VERSION $GO_CONTAINERREGISTRY_VERSION") \
         "$TESTBED_ROOT"/tools/go.mod "$TESTBED_ROOT"/tools/go.sum "$TESTBED_ROOT"/tools/*.go \
         "$TESTBED_ROOT"/tools/cmd/*/*.go)"
+}
+
+# The cache directory of the Flux and Argo CD CRDs.
+crds_build_dir() {
+    echo "$JACKAL_CACHE_DIR/testbed/crds-flux-$FLUX_SOURCE_CONTROLLER_VERSION-argocd-$ARGOCD_VERSION"
 }
 
 pid_file() { echo "$PID_DIR/$1.pid"; }
