@@ -7,12 +7,14 @@
 //! server, so `make test` (and `.ci/run`) bring the cluster up first.
 //!
 //! Modules: [`wait`] (deadlines on conditions), [`http`] (a tiny client for NodePorts and
-//! registries), [`images`] (test images as an OCI layout), [`injector`] (running the real injector).
+//! registries), [`images`] (test images as an OCI layout), [`injector`] (running the real injector),
+//! [`webhook`] (the operator's webhook served in process and registered with the cluster).
 
 pub mod http;
 pub mod images;
 pub mod injector;
 pub mod wait;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,13 +95,26 @@ impl Cluster {
 
     /// Creates a namespace for one test, deleted again when the returned guard drops.
     pub async fn namespace(&self, test: &str) -> anyhow::Result<TestNamespace> {
+        self.labelled_namespace(test, &[]).await
+    }
+
+    /// Like [`Self::namespace`], with extra labels.
+    pub async fn labelled_namespace(
+        &self,
+        test: &str,
+        labels: &[(String, String)],
+    ) -> anyhow::Result<TestNamespace> {
         let sequence = NAMESPACE_COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut name = format!("jt-{}-{}-{sequence}", sanitize(test), std::process::id());
         name.truncate(63);
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([(TEST_LABEL.to_owned(), "true".to_owned())].into()),
+                labels: Some(
+                    std::iter::once((TEST_LABEL.to_owned(), "true".to_owned()))
+                        .chain(labels.iter().cloned())
+                        .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -217,7 +232,7 @@ pub fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-async fn client_for(dir: &Path) -> anyhow::Result<Client> {
+pub(crate) async fn client_for(dir: &Path) -> anyhow::Result<Client> {
     let path = dir.join("kubeconfig");
     if !path.exists() {
         bail!(
@@ -234,7 +249,7 @@ async fn client_for(dir: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-fn sanitize(test: &str) -> String {
+pub(crate) fn sanitize(test: &str) -> String {
     test.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {

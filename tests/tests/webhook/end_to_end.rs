@@ -1,0 +1,200 @@
+//! End to end on the real node: the injector runs in the cluster (borrowing the preloaded pause
+//! image, fed from ConfigMap chunks) behind NodePort 31999, the webhook rewrites a Deployment's
+//! `docker.io/jackaldev/demo-web:1.0.0` to `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0`,
+//! and the air-gapped node pulls it from there and runs it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jackal_core::layout::Layout;
+use jackal_core::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
+use jackal_crds::init::WebhookSpec;
+use jackal_tests::wait::{pod_ready, wait_until};
+use jackal_tests::webhook::{TestWebhook, test_rules};
+use jackal_tests::{Cluster, from_json, http, injector};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use kube::Api;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use serde_json::json;
+
+const IMAGE: &str = "docker.io/jackaldev/demo-web:1.0.0";
+const NODE_PORT: u16 = 31999;
+
+fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        binary_data: Some(BTreeMap::from([(key.to_owned(), ByteString(bytes))])),
+        ..ConfigMap::default()
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let seed = cluster
+        .labelled_namespace("e2e-seed", &[("jackal.dev/agent".into(), "ignore".into())])
+        .await?;
+
+    // The payload: the demo image from the test cluster's own image layout, in ConfigMap chunks.
+    let layout = Layout::new(cluster.dir().join("images/layout"));
+    let image = SourceImage {
+        layout: layout.clone(),
+        reference: IMAGE.into(),
+    };
+    let mut chunks = Vec::new();
+    let summary = payload::build(&[image], DEFAULT_CHUNK_SIZE, |index, bytes| {
+        chunks.push((payload::chunk_name(index), bytes.to_vec()));
+        Ok(())
+    })?;
+    let config_maps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &seed.name);
+    for (name, bytes) in &chunks {
+        config_maps
+            .create(&PostParams::default(), &config_map(name, name, bytes.clone()))
+            .await?;
+    }
+    let binary = std::fs::read(injector::binary()?)?;
+    config_maps
+        .create(
+            &PostParams::default(),
+            &config_map("jackal-injector", "jackal-injector", binary),
+        )
+        .await?;
+
+    let sources: Vec<_> = chunks
+        .iter()
+        .map(|(name, _)| json!({"configMap": {"name": name}}))
+        .collect();
+    let seed_pod: Pod = from_json(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "injector", "labels": {"app": "jackal-injector", "jackal.dev/agent": "ignore"}},
+        "spec": {
+            "containers": [{
+                "name": "injector",
+                "image": "registry.k8s.io/pause:3.10",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["/injector/jackal-injector", "--dir", "/payload", "--chunks", chunks.len().to_string(), summary.digest],
+                "ports": [{"containerPort": 5000}],
+                "readinessProbe": {"httpGet": {"path": "/v2/", "port": 5000}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "injector", "mountPath": "/injector"}, {"name": "payload", "mountPath": "/payload"}],
+            }],
+            "volumes": [
+                {"name": "injector", "configMap": {"name": "jackal-injector", "defaultMode": 0o755}},
+                {"name": "payload", "projected": {"sources": sources}},
+            ],
+        },
+    }))?;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &seed.name);
+    pods.create(&PostParams::default(), &seed_pod).await?;
+    wait_until(&pods, "injector", Duration::from_secs(60), "Ready", pod_ready()).await?;
+    let service: Service = from_json(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed-registry"},
+        "spec": {"type": "NodePort", "selector": {"app": "jackal-injector"}, "ports": [{"port": 5000, "targetPort": 5000, "nodePort": NODE_PORT}]},
+    }))?;
+    // The NodePort may still be held by a namespace an earlier run is deleting.
+    let services = Api::<Service>::namespaced(cluster.client.clone(), &seed.name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match services.create(&PostParams::default(), &service).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status))
+                if status.message.contains("already allocated") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let seed_address = format!("127.0.0.1:{NODE_PORT}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(http::get(&seed_address, "/v2/", &[]).await, Ok(response) if response.status == 200) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the seed registry never answered on {seed_address}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The workload: an ordinary Deployment naming the public image.
+    let webhook =
+        TestWebhook::start(&cluster.client, "e2e-app", test_rules(), WebhookSpec::default()).await?;
+    let app = cluster
+        .labelled_namespace("e2e-app", &webhook.namespace_labels())
+        .await?;
+    webhook.wait_until_active(&cluster.client, &app.name).await?;
+    let deployment: Deployment = from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "web", "image": IMAGE, "imagePullPolicy": "Always", "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}}],
+            }},
+        },
+    }))?;
+    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &app.name);
+    deployments.create(&PostParams::default(), &deployment).await?;
+    let available = |deployment: Option<&Deployment>| {
+        deployment
+            .and_then(|d| d.status.as_ref())
+            .is_some_and(|status| status.available_replicas == Some(1))
+    };
+    wait_until(
+        &deployments,
+        "web",
+        Duration::from_secs(90),
+        "available",
+        available,
+    )
+    .await?;
+
+    let app_pods = Api::<Pod>::namespaced(cluster.client.clone(), &app.name);
+    let pod = app_pods
+        .list(&ListParams::default().labels("app=web"))
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no pod"))?;
+    let expected = format!("127.0.0.1:{NODE_PORT}/{IMAGE}");
+    let status = pod
+        .status
+        .clone()
+        .unwrap_or_default()
+        .container_statuses
+        .unwrap_or_default();
+    assert_eq!(status[0].image, expected);
+    let digest = layout.find(IMAGE)?.digest;
+    assert!(
+        status[0].image_id.ends_with(&digest),
+        "ran {} instead of {digest}",
+        status[0].image_id
+    );
+    let events = Api::<Event>::namespaced(cluster.client.clone(), &app.name)
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.name={},reason=Pulled",
+            pod.metadata.name.clone().unwrap_or_default()
+        )))
+        .await?;
+    let pulled = events
+        .items
+        .iter()
+        .filter_map(|event| event.message.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        pulled.contains(&format!("Successfully pulled image \"{expected}\"")),
+        "events: {pulled}"
+    );
+    let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "injector"])?;
+    assert!(
+        served.contains(" /v2/docker.io/jackaldev/demo-web/manifests/1.0.0 200"),
+        "injector log:\n{served}"
+    );
+    Ok(())
+}
