@@ -16,6 +16,7 @@ injector:
 ## bench: benchmarks, each printed beside a reference tool measured in the same run
 bench:
 	scripts/bench-injector
+	scripts/bench-webhook
 
 ## down: stop the test cluster
 down:
