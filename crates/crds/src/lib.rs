@@ -17,6 +17,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod condition;
+pub mod definition;
 pub mod init;
 pub mod names;
 pub mod package;
