@@ -6,11 +6,15 @@
 //! issues that need them; see `ARCHITECTURE.md`.
 //!
 //! - [`layout`]: reading and writing OCI image layouts on disk.
+//! - [`package`]: creating, archiving, verifying and inspecting Jackal packages.
 //! - [`payload`]: packing images into the injector payload and cutting it into ConfigMap chunks.
+//! - [`registry`]: registry clients (plain HTTP on loopback) and docker credentials.
 //! - [`transform`]: pure rewrite rules for image references, OCI and git URLs.
 
 pub mod layout;
+pub mod package;
 pub mod payload;
+pub mod registry;
 pub mod transform;
 
 pub use jackal_crds as crds;

@@ -1,0 +1,182 @@
+//! `package inspect`: what a package holds — definition, components, images with digests and
+//! sizes, total size — after verifying it. The package is unpacked (safely) into a scratch
+//! directory that is removed afterwards.
+
+use std::path::{Path, PathBuf};
+
+use jackal_crds::definition::PackageDefinition;
+use serde::Serialize;
+
+use super::IMAGES;
+use super::archive::{self, ArchiveError, Limits};
+use super::verify::{VerifyError, VerifyOptions, verify_dir};
+use crate::layout::{Layout, LayoutError, REFERENCE_ANNOTATION};
+
+/// A summary of a package.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inspection {
+    /// The package file.
+    pub path: PathBuf,
+    /// Size of the package file.
+    pub size: u64,
+    /// Size of its content unpacked.
+    pub content_size: u64,
+    /// Whether it carries a signature, and whether that was checked.
+    pub signature: SignatureState,
+    /// The components, with what each holds.
+    pub components: Vec<ComponentSummary>,
+    /// Every image, with digest and size.
+    pub images: Vec<ImageSummary>,
+    /// The full definition.
+    pub definition: PackageDefinition,
+}
+
+/// Signature status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SignatureState {
+    /// Not signed.
+    Unsigned,
+    /// Signed; no key was given to check it.
+    NotChecked,
+    /// Signed and verified with the given key.
+    Verified,
+}
+
+/// One component.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSummary {
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Always deployed.
+    pub required: bool,
+    /// Selected by default.
+    pub default: bool,
+    /// Chart names.
+    pub charts: Vec<String>,
+    /// Manifest set names.
+    pub manifests: Vec<String>,
+    /// Number of files.
+    pub files: usize,
+    /// Image references.
+    pub images: Vec<String>,
+}
+
+/// One image.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSummary {
+    /// Full reference.
+    pub reference: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Manifest, config and layers, in bytes.
+    pub size: u64,
+}
+
+/// Why a package cannot be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// Unpacking failed (corrupt or hostile archive).
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Verification failed.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// The image layout is unreadable.
+    #[error("the package's image layout is unreadable: {0}")]
+    Layout(#[from] LayoutError),
+}
+
+/// Unpacks `path` into `scratch` (which must not exist), verifies and summarises it.
+pub fn inspect(path: &Path, options: &VerifyOptions, scratch: &Path) -> Result<Inspection, InspectError> {
+    let result = (|| {
+        archive::extract(path, scratch, &Limits::default())?;
+        let signed = scratch.join(super::SIGNATURE).exists();
+        let options = VerifyOptions {
+            skip_signature: options.skip_signature || options.public_key.is_none(),
+            ..options.clone()
+        };
+        let verified = verify_dir(scratch, &options)?;
+        summarize(
+            path,
+            scratch,
+            verified.definition,
+            match (signed, verified.signature_checked) {
+                (false, _) => SignatureState::Unsigned,
+                (true, true) => SignatureState::Verified,
+                (true, false) => SignatureState::NotChecked,
+            },
+        )
+    })();
+    let _ = std::fs::remove_dir_all(scratch);
+    result
+}
+
+fn summarize(
+    path: &Path,
+    root: &Path,
+    definition: PackageDefinition,
+    signature: SignatureState,
+) -> Result<Inspection, InspectError> {
+    let mut files = Vec::new();
+    archive::collect(root, root, &mut files)?;
+    let content_size = files
+        .iter()
+        .filter_map(|file| std::fs::metadata(root.join(file)).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut images = Vec::new();
+    if root.join(IMAGES).join("index.json").exists() {
+        let layout = Layout::new(root.join(IMAGES));
+        for descriptor in layout.index()? {
+            let size = layout.reachable(&descriptor)?.iter().map(|blob| blob.size).sum();
+            let reference = descriptor
+                .annotations
+                .get(REFERENCE_ANNOTATION)
+                .cloned()
+                .unwrap_or_default();
+            images.push(ImageSummary {
+                reference,
+                digest: descriptor.digest,
+                size,
+            });
+        }
+    }
+    let components = definition
+        .components
+        .iter()
+        .map(|component| ComponentSummary {
+            name: component.name.clone(),
+            description: component.description.clone(),
+            required: component.is_required(),
+            default: component.default,
+            charts: component.charts.iter().map(|chart| chart.name.clone()).collect(),
+            manifests: component.manifests.iter().map(|set| set.name.clone()).collect(),
+            files: component.files.len(),
+            images: component
+                .images
+                .iter()
+                .chain(component.image_archives.iter().flat_map(|a| &a.images))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    let size = std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    Ok(Inspection {
+        path: path.to_owned(),
+        size,
+        content_size,
+        signature,
+        components,
+        images,
+        definition,
+    })
+}

@@ -1,0 +1,151 @@
+//! Verification of an unpacked package, shared by `package inspect`/`pull`/`deploy` and the
+//! operator: the signature (when there is one, or when a key is given), the aggregate checksum in
+//! the definition, every listed file, and no file that is not listed. Every failure names the file.
+
+use std::path::{Path, PathBuf};
+
+use jackal_crds::definition::{DefinitionError, PackageDefinition};
+
+use super::archive::collect;
+use super::checksums::{file_sha256, parse, sha256};
+use super::signing::{self, SigningError};
+use super::{CHECKSUMS, DEFINITION, SIGNATURE};
+
+/// How strictly to verify.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// PEM public key the package must be signed with.
+    pub public_key: Option<String>,
+    /// Accept a signed package without checking its signature.
+    pub skip_signature: bool,
+    /// Accept listed files that are absent (a partial pull of some components).
+    pub partial: bool,
+}
+
+/// What verification established.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The package definition.
+    pub definition: PackageDefinition,
+    /// Whether the signature was checked against a key.
+    pub signature_checked: bool,
+    /// Files whose checksum was checked.
+    pub files: usize,
+}
+
+/// Why a package failed verification.
+// Variant fields are named in the messages; documenting each again adds nothing.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the package has no {0}")]
+    Missing(&'static str),
+    #[error("failed to read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error(
+        "{DEFINITION} has no aggregate checksum (metadata.aggregateChecksum): was it written by package create?"
+    )]
+    NoAggregate,
+    #[error(
+        "{CHECKSUMS} does not match the aggregate checksum in {DEFINITION}: expected {expected}, got {actual}"
+    )]
+    Aggregate { expected: String, actual: String },
+    #[error("{CHECKSUMS} is malformed: {0}")]
+    Checksums(String),
+    #[error("{0} is listed in {CHECKSUMS} but missing from the package")]
+    FileMissing(String),
+    #[error("{path} is corrupt: expected sha256 {expected}, got {actual}")]
+    FileMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0} is in the package but not in {CHECKSUMS}")]
+    Unexpected(String),
+    #[error(
+        "the package is signed: give its public key to verify it (or skip the signature check explicitly)"
+    )]
+    SignedWithoutKey,
+    #[error("a public key was given but the package is not signed ({SIGNATURE} is missing)")]
+    NotSigned,
+    #[error("signature check failed: {0}")]
+    Signature(#[from] SigningError),
+}
+
+/// Verifies the package unpacked in `root`.
+pub fn verify_dir(root: &Path, options: &VerifyOptions) -> Result<Verified, VerifyError> {
+    let read = |name: &str| {
+        let path = root.join(name);
+        std::fs::read(&path).map_err(|source| VerifyError::Read { path, source })
+    };
+    if !root.join(DEFINITION).exists() {
+        return Err(VerifyError::Missing(DEFINITION));
+    }
+    let definition_bytes = read(DEFINITION)?;
+    let signature_checked = match (root.join(SIGNATURE).exists(), &options.public_key) {
+        (true, Some(key)) => {
+            let signature = String::from_utf8_lossy(&read(SIGNATURE)?).into_owned();
+            signing::verify(key, &definition_bytes, &signature)?;
+            true
+        }
+        (true, None) if options.skip_signature => false,
+        (true, None) => return Err(VerifyError::SignedWithoutKey),
+        (false, Some(_)) => return Err(VerifyError::NotSigned),
+        (false, None) => false,
+    };
+    let text = String::from_utf8_lossy(&definition_bytes);
+    let definition = PackageDefinition::parse(&text, DEFINITION)?.validated(DEFINITION)?;
+    if !root.join(CHECKSUMS).exists() {
+        return Err(VerifyError::Missing(CHECKSUMS));
+    }
+    let checksums = read(CHECKSUMS)?;
+    let expected = definition
+        .metadata
+        .aggregate_checksum
+        .clone()
+        .ok_or(VerifyError::NoAggregate)?;
+    let actual = sha256(&checksums);
+    if expected != actual {
+        return Err(VerifyError::Aggregate { expected, actual });
+    }
+    let listed = parse(&String::from_utf8_lossy(&checksums)).map_err(VerifyError::Checksums)?;
+    let mut present = Vec::new();
+    collect(root, root, &mut present).map_err(|error| VerifyError::Read {
+        path: root.to_owned(),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    for file in &present {
+        if ![DEFINITION, SIGNATURE, CHECKSUMS].contains(&file.as_str()) && !listed.contains_key(file) {
+            return Err(VerifyError::Unexpected(file.clone()));
+        }
+    }
+    let mut files = 0;
+    for (path, expected) in &listed {
+        let file = root.join(path);
+        if !file.exists() {
+            if options.partial {
+                continue;
+            }
+            return Err(VerifyError::FileMissing(path.clone()));
+        }
+        let actual = file_sha256(&file).map_err(|source| VerifyError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        if &actual != expected {
+            return Err(VerifyError::FileMismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        files += 1;
+    }
+    Ok(Verified {
+        definition,
+        signature_checked,
+        files,
+    })
+}
