@@ -1,0 +1,143 @@
+//! The command line of `kubectl jackal`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Deliver software into air-gapped Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl jackal", bin_name = "kubectl jackal", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the plugin version and the Jackal API version it speaks.
+    Version,
+    /// Create, inspect and verify packages.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Helpers.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+/// `package` commands.
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Create a package from a directory holding a jackal.yaml: pull its images (from
+    /// registries, OCI layouts or docker archives), collect its charts, manifests and files,
+    /// checksum, optionally sign, and write jackal-package-<name>-<arch>-<version>.tar.zst.
+    Create(CreateArgs),
+    /// Show what a package holds: definition, components, images with digests and sizes.
+    Inspect(InspectArgs),
+    /// Verify a package: checksums, aggregate checksum and (with --key) its signature.
+    Verify(VerifyArgs),
+}
+
+/// `package create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Directory holding jackal.yaml.
+    #[arg(default_value = ".")]
+    pub directory: PathBuf,
+    /// Where to write the package.
+    #[arg(short, long, default_value = ".")]
+    pub output: PathBuf,
+    /// Only include components without a flavor or with this one.
+    #[arg(short, long)]
+    pub flavor: Option<String>,
+    /// Value for a ###JACKAL_PKG_TMPL_KEY### marker (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub set: Vec<(String, String)>,
+    /// Target architecture; the package's metadata.architecture, else this machine's.
+    #[arg(short, long)]
+    pub architecture: Option<String>,
+    /// PEM private key (PKCS#8 ECDSA P-256) to sign the package with.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Pull images of SOURCE from MIRROR instead, e.g. docker.io=127.0.0.1:5000 (repeatable).
+    #[arg(long = "registry-override", value_name = "SOURCE=MIRROR", value_parser = key_value)]
+    pub registry_overrides: Vec<(String, String)>,
+    /// A registry to reach over plain HTTP (loopback registries always are) (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `package inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The package file.
+    pub package: PathBuf,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Public key to check the signature with.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+/// `package verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The package file.
+    pub package: PathBuf,
+    /// Public key the package must be signed with.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Accept a signed package without checking its signature.
+    #[arg(long)]
+    pub skip_signature: bool,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// `tools` commands.
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Generate a signing key pair: jackal.key (private, keep it safe) and jackal.pub.
+    GenKey {
+        /// Directory to write the keys to.
+        #[arg(long, default_value = ".")]
+        output_dir: PathBuf,
+    },
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_values_are_parsed() {
+        assert_eq!(key_value("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert!(key_value("novalue").is_err());
+        assert!(key_value("=x").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! `kubectl jackal package`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use jackal_core::package::archive::{self, Limits};
+use jackal_core::package::create::{CreateOptions, create};
+use jackal_core::package::images::ImageOptions;
+use jackal_core::package::inspect::{Inspection, inspect};
+use jackal_core::package::verify::{VerifyOptions, verify_dir};
+
+use crate::cli::{CreateArgs, Format, InspectArgs, PackageCommand, VerifyArgs};
+use crate::progress::Progress;
+
+/// Runs a `package` command.
+pub fn run(command: PackageCommand) -> anyhow::Result<()> {
+    match command {
+        PackageCommand::Create(args) => create_package(args),
+        PackageCommand::Inspect(args) => inspect_package(args),
+        PackageCommand::Verify(args) => verify_package(args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn read_key(path: Option<&std::path::PathBuf>) -> anyhow::Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("failed to read key {}", path.display()))
+    })
+    .transpose()
+}
+
+fn create_package(args: CreateArgs) -> anyhow::Result<()> {
+    let options = CreateOptions {
+        source: args.directory,
+        output: args.output,
+        architecture: args.architecture,
+        flavor: args.flavor,
+        set: args.set.into_iter().collect::<BTreeMap<_, _>>(),
+        signing_key: read_key(args.signing_key.as_ref())?,
+        images: ImageOptions {
+            architecture: String::new(),
+            registry_overrides: args.registry_overrides,
+            insecure_registries: args.insecure_registries,
+        },
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let progress = Progress::new();
+    let report = |message: &str| progress.step(message);
+    let created = runtime()?.block_on(create(&options, &report));
+    progress.finish();
+    let created = created?;
+    eprintln!(
+        "created {} ({}, {} images, {} components)",
+        created.path.display(),
+        human(created.size),
+        created.images.len(),
+        created.definition.components.len()
+    );
+    println!("{}", created.path.display());
+    Ok(())
+}
+
+fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
+    let scratch = scratch_for(&args.package);
+    let options = VerifyOptions {
+        public_key: read_key(args.key.as_ref())?,
+        ..VerifyOptions::default()
+    };
+    let inspection = inspect(&args.package, &options, &scratch)?;
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+        Format::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string(&inspection).context("failed to render YAML")?
+        ),
+        Format::Text => print_text(&inspection),
+    }
+    Ok(())
+}
+
+fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
+    let scratch = scratch_for(&args.package);
+    let options = VerifyOptions {
+        public_key: read_key(args.key.as_ref())?,
+        skip_signature: args.skip_signature,
+        partial: false,
+    };
+    let result = archive::extract(&args.package, &scratch, &Limits::default())
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(verify_dir(&scratch, &options)?));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let verified = result?;
+    eprintln!(
+        "{}: {} files match their checksums{}",
+        args.package.display(),
+        verified.files,
+        if verified.signature_checked {
+            "; signature verified"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn scratch_for(package: &std::path::Path) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "jackal-{}-{}",
+        package
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_text(inspection: &Inspection) {
+    let metadata = &inspection.definition.metadata;
+    println!(
+        "package:     {} {}",
+        metadata.name,
+        metadata.version.as_deref().unwrap_or("")
+    );
+    if let Some(description) = &metadata.description {
+        println!("description: {description}");
+    }
+    println!(
+        "architecture: {}",
+        metadata.architecture.as_deref().unwrap_or("?")
+    );
+    println!(
+        "size:        {} ({} unpacked)",
+        human(inspection.size),
+        human(inspection.content_size)
+    );
+    println!("signature:   {:?}", inspection.signature);
+    println!("\ncomponents:");
+    for component in &inspection.components {
+        let flags = match (component.required, component.default) {
+            (true, _) => " (required)",
+            (false, true) => " (default)",
+            _ => "",
+        };
+        println!(
+            "  {}{flags}: {} charts, {} manifest sets, {} files, {} images",
+            component.name,
+            component.charts.len(),
+            component.manifests.len(),
+            component.files,
+            component.images.len()
+        );
+    }
+    println!("\nimages:");
+    for image in &inspection.images {
+        println!("  {}  {}  {}", image.reference, image.digest, human(image.size));
+    }
+}
