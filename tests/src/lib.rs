@@ -13,6 +13,7 @@
 pub mod http;
 pub mod images;
 pub mod injector;
+pub mod registry;
 pub mod wait;
 pub mod webhook;
 
@@ -186,6 +187,29 @@ pub fn testbed_dir() -> PathBuf {
     std::env::var_os("JACKAL_TESTBED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/jackal-testbed"))
+}
+
+/// A binary of this workspace built in the debug profile (`cargo test --workspace` builds them).
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repository_root().join("target"))
+        .join("debug")
+        .join(name);
+    if !path.exists() {
+        bail!(
+            "{} is not built: run `cargo build --workspace` (`make test` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs `kubectl-jackal ARGS` and returns what happened.
+pub fn jackal(args: &[&str]) -> anyhow::Result<Output> {
+    Ok(Command::new(workspace_binary("kubectl-jackal")?)
+        .args(args)
+        .output()?)
 }
 
 /// The connected-side registry the test cluster runs ("the internet"), as `HOST:PORT`.

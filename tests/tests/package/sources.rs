@@ -1,0 +1,221 @@
+//! Where package content can come from: images from an OCI layout and a `docker save` archive,
+//! charts from a Helm repository (served over HTTP on loopback) and from an OCI registry, and an
+//! original example definition used unchanged.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jackal_core::package::sources::package_chart_directory;
+use jackal_tests::{Scratch, connected_registry, http, injector, registry, testbed_dir};
+
+use crate::{create_ok, demo, inspect, stderr};
+
+/// A static HTTP server on loopback (python's), killed when dropped.
+struct StaticServer(Child, String);
+
+impl StaticServer {
+    async fn start(directory: &std::path::Path) -> anyhow::Result<Self> {
+        let port = injector::free_port()?;
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                &directory.to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let server = Self(child, format!("127.0.0.1:{port}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http::get(&server.1, "/", &[]).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the static server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn images_of(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|image| {
+            (
+                image["reference"].as_str().unwrap_or_default().to_owned(),
+                image["digest"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn images_come_from_layouts_and_docker_archives() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-archives")?;
+    let layout = testbed_dir().join("images/layout");
+    let docker = scratch.path().join("pause-docker.tar");
+    let copied = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            &format!("oci:{}:registry.k8s.io/pause:3.10", layout.display()),
+        ])
+        .arg(format!(
+            "docker-archive:{}:registry.k8s.io/pause:3.10",
+            docker.display()
+        ))
+        .output()?;
+    anyhow::ensure!(copied.status.success(), "skopeo: {}", stderr(&copied));
+    let directory = scratch.path().join("definition");
+    std::fs::create_dir_all(&directory)?;
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        format!(
+            "kind: JackalPackageConfig\nmetadata:\n  name: archives\n  version: 0.1.0\ncomponents:\n  - name: images\n    required: true\n    imageArchives:\n      - path: {}\n        images: [docker.io/jackaldev/demo-web:1.0.0]\n      - path: {}\n        images: [registry.k8s.io/pause:3.10]\n",
+            layout.display(),
+            docker.display()
+        ),
+    )?;
+    let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
+    let images = images_of(&inspect(&package)?);
+    let expected_web = jackal_core::layout::Layout::new(&layout)
+        .find("docker.io/jackaldev/demo-web:1.0.0")?
+        .digest;
+    assert!(
+        images.contains(&("docker.io/jackaldev/demo-web:1.0.0".into(), expected_web)),
+        "the layout's digest is kept: {images:?}"
+    );
+    assert!(
+        images
+            .iter()
+            .any(|(reference, _)| reference == "registry.k8s.io/pause:3.10"),
+        "{images:?}"
+    );
+
+    // An image the archive does not hold is named.
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        format!(
+            "kind: JackalPackageConfig\nmetadata: {{name: archives}}\ncomponents:\n  - name: images\n    imageArchives:\n      - path: {}\n        images: [docker.io/library/absent:1]\n",
+            docker.display()
+        ),
+    )?;
+    let result = crate::create(&directory, &scratch.path().join("out2"), &[])?;
+    assert!(
+        stderr(&result).contains("image docker.io/library/absent:1 is not in"),
+        "{}",
+        stderr(&result)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-charts")?;
+    // A Helm repository: index.yaml and the packaged chart, served over HTTP.
+    let repository = scratch.path().join("repository");
+    std::fs::create_dir_all(&repository)?;
+    let chart = package_chart_directory(&demo().join("chart"), &repository)?;
+    let digest = jackal_core::package::checksums::file_sha256(&chart)?;
+    std::fs::write(
+        repository.join("index.yaml"),
+        format!(
+            "apiVersion: v1\nentries:\n  demo-web:\n    - name: demo-web\n      version: 1.0.0\n      digest: {digest}\n      urls: [demo-web-1.0.0.tgz]\n    - name: demo-web\n      version: 0.9.0\n      urls: [old.tgz]\ngenerated: \"2026-11-25T00:00:00Z\"\n"
+        ),
+    )?;
+    let server = StaticServer::start(&repository).await?;
+    registry::push_chart(
+        &format!("{}/charts/demo-web:1.0.0", connected_registry()),
+        std::fs::read(&chart)?,
+    )
+    .await?;
+
+    let directory = scratch.path().join("definition");
+    std::fs::create_dir_all(&directory)?;
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        format!(
+            "kind: JackalPackageConfig\nmetadata:\n  name: charts\n  version: 0.1.0\ncomponents:\n  - name: charts\n    required: true\n    charts:\n      - name: from-repository\n        repoName: demo-web\n        url: http://{}\n        version: 1.0.0\n        namespace: demo\n      - name: from-oci\n        url: oci://{}/charts/demo-web\n        version: 1.0.0\n        namespace: demo\n",
+            server.1,
+            connected_registry()
+        ),
+    )?;
+    let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
+    let unpacked = scratch.path().join("unpacked");
+    jackal_core::package::archive::extract(&package, &unpacked, &Default::default())?;
+    let component = scratch.path().join("component");
+    jackal_core::package::archive::extract(
+        &unpacked.join("components/charts.tar"),
+        &component,
+        &Default::default(),
+    )?;
+    for name in ["from-repository", "from-oci"] {
+        let stored = component.join(format!("charts/{name}.tgz"));
+        assert_eq!(
+            jackal_core::package::checksums::file_sha256(&stored)?,
+            digest,
+            "{name} is the chart that was published"
+        );
+    }
+
+    // A version the repository does not have is named with what it has.
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        format!(
+            "kind: JackalPackageConfig\nmetadata: {{name: charts}}\ncomponents:\n  - name: charts\n    charts:\n      - {{name: demo-web, url: 'http://{}', version: 2.0.0, namespace: demo}}\n",
+            server.1
+        ),
+    )?;
+    let result = crate::create(&directory, &scratch.path().join("out2"), &[])?;
+    assert!(
+        stderr(&result).contains("has no version 2.0.0 of demo-web (it has 1.0.0, 0.9.0)"),
+        "{}",
+        stderr(&result)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_original_example_definition_works_unchanged() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-original")?;
+    // The example's image, mirrored on the connected side as ghcr.io would serve it.
+    let registry = connected_registry();
+    let digest = registry::copy_image(
+        &format!("{registry}/jackaldev/demo-web:1.0.0"),
+        &format!("{registry}/zarf-dev/doom-game:0.0.1"),
+    )
+    .await?;
+    let example = jackal_tests::repository_root().join("tests/fixtures/packages/original-example");
+    let override_ghcr = format!("ghcr.io={registry}");
+    let package = create_ok(&example, scratch.path(), &["--registry-override", &override_ghcr])?;
+    assert_eq!(
+        package.file_name().and_then(|n| n.to_str()),
+        Some("jackal-package-dos-games-amd64-1.0.0.tar.zst")
+    );
+    let summary = inspect(&package)?;
+    assert_eq!(
+        images_of(&summary),
+        [("ghcr.io/zarf-dev/doom-game:0.0.1".to_owned(), digest)]
+    );
+    let component = &summary["definition"]["components"][0];
+    assert_eq!(
+        component["actions"]["onDeploy"]["after"][0]["wait"]["cluster"]["condition"], "available",
+        "actions are carried"
+    );
+    assert_eq!(
+        summary["definition"]["build"]["registryOverrides"]["ghcr.io"],
+        registry.as_str()
+    );
+    Ok(())
+}
