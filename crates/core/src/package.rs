@@ -9,13 +9,15 @@
 //! ```
 //!
 //! [`create`] builds it from a `jackal.yaml`, [`archive`] writes and safely reads the
-//! `.tar.zst`, [`verify`] checks checksums and signature, [`inspect`] summarises it.
+//! `.tar.zst`, [`verify`] checks checksums and signature, [`inspect`] summarises it, [`oci`]
+//! publishes it to and pulls it from OCI registries.
 
 pub mod archive;
 pub mod checksums;
 pub mod create;
 pub mod images;
 pub mod inspect;
+pub mod oci;
 pub mod signing;
 pub mod sources;
 pub mod verify;

@@ -37,6 +37,40 @@ pub enum PackageCommand {
     Inspect(InspectArgs),
     /// Verify a package: checksums, aggregate checksum and (with --key) its signature.
     Verify(VerifyArgs),
+    /// Push a package to a registry as an OCI artifact: oci://REGISTRY/NAMESPACE becomes
+    /// REGISTRY/NAMESPACE/<name>:<version>. Blobs the registry has are skipped.
+    Publish(PublishArgs),
+    /// Pull a package from a registry and write the package file (identical to the one
+    /// published), or with --components only what those components need.
+    Pull(PullArgs),
+}
+
+/// `package publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The package file.
+    pub package: PathBuf,
+    /// Where to publish: oci://REGISTRY/NAMESPACE.
+    pub target: String,
+    /// A registry to reach over plain HTTP (loopback registries always are) (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `package pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// The package: oci://REGISTRY/REPOSITORY:TAG.
+    pub source: String,
+    /// Where to write the package file.
+    #[arg(short, long, default_value = ".")]
+    pub output: PathBuf,
+    /// Only pull what these components (and the required ones) need (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub components: Vec<String>,
+    /// A registry to reach over plain HTTP (loopback registries always are) (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// `package create`.
@@ -71,8 +105,8 @@ pub struct CreateArgs {
 /// `package inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The package file.
-    pub package: PathBuf,
+    /// The package file, or oci://REGISTRY/REPOSITORY:TAG.
+    pub package: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -92,6 +126,9 @@ pub struct VerifyArgs {
     /// Accept a signed package without checking its signature.
     #[arg(long)]
     pub skip_signature: bool,
+    /// Accept files missing from a partial pull (`package pull --components`).
+    #[arg(long)]
+    pub partial: bool,
 }
 
 /// Output formats.

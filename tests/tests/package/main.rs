@@ -5,6 +5,7 @@
 
 mod create;
 mod hostile;
+mod oci;
 mod signing;
 mod sources;
 

@@ -9,7 +9,9 @@ use jackal_core::package::images::ImageOptions;
 use jackal_core::package::inspect::{Inspection, inspect};
 use jackal_core::package::verify::{VerifyOptions, verify_dir};
 
-use crate::cli::{CreateArgs, Format, InspectArgs, PackageCommand, VerifyArgs};
+use jackal_core::package::oci;
+
+use crate::cli::{CreateArgs, Format, InspectArgs, PackageCommand, PublishArgs, PullArgs, VerifyArgs};
 use crate::progress::Progress;
 
 /// Runs a `package` command.
@@ -18,6 +20,8 @@ pub fn run(command: PackageCommand) -> anyhow::Result<()> {
         PackageCommand::Create(args) => create_package(args),
         PackageCommand::Inspect(args) => inspect_package(args),
         PackageCommand::Verify(args) => verify_package(args),
+        PackageCommand::Publish(args) => publish_package(args),
+        PackageCommand::Pull(args) => pull_package(args),
     }
 }
 
@@ -64,12 +68,34 @@ fn create_package(args: CreateArgs) -> anyhow::Result<()> {
 }
 
 fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
-    let scratch = scratch_for(&args.package);
     let options = VerifyOptions {
         public_key: read_key(args.key.as_ref())?,
         ..VerifyOptions::default()
     };
-    let inspection = inspect(&args.package, &options, &scratch)?;
+    // A package in a registry is pulled into a temporary directory first.
+    let temporary = std::env::temp_dir().join(format!("jackal-inspect-{}", std::process::id()));
+    let local = if args.package.starts_with("oci://") {
+        let progress = Progress::new();
+        let report = |message: &str| progress.step(message);
+        let pulled = runtime()?.block_on(oci::pull(
+            &args.package,
+            &temporary,
+            &[],
+            &[],
+            &temporary.join("scratch"),
+            &report,
+        ));
+        progress.finish();
+        pulled.map(|pulled| pulled.path)
+    } else {
+        Ok(std::path::PathBuf::from(&args.package))
+    };
+    let result = local.map_err(anyhow::Error::from).and_then(|path| {
+        let scratch = scratch_for(&path);
+        Ok(inspect(&path, &options, &scratch)?)
+    });
+    let _ = std::fs::remove_dir_all(&temporary);
+    let inspection = result?;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
         Format::Yaml => print!(
@@ -86,7 +112,7 @@ fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
     let options = VerifyOptions {
         public_key: read_key(args.key.as_ref())?,
         skip_signature: args.skip_signature,
-        partial: false,
+        partial: args.partial,
     };
     let result = archive::extract(&args.package, &scratch, &Limits::default())
         .map_err(anyhow::Error::from)
@@ -103,6 +129,51 @@ fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    Ok(())
+}
+
+fn publish_package(args: PublishArgs) -> anyhow::Result<()> {
+    let scratch = scratch_for(&args.package);
+    let progress = Progress::new();
+    let report = |message: &str| progress.step(message);
+    let published = runtime()?.block_on(oci::publish(
+        &args.package,
+        &args.target,
+        &args.insecure_registries,
+        &scratch,
+        &report,
+    ));
+    progress.finish();
+    let published = published?;
+    eprintln!(
+        "published {}@{} ({} blobs pushed, {} already there)",
+        published.reference, published.digest, published.pushed, published.skipped
+    );
+    println!("oci://{}", published.reference);
+    Ok(())
+}
+
+fn pull_package(args: PullArgs) -> anyhow::Result<()> {
+    let scratch = std::env::temp_dir().join(format!("jackal-pull-{}", std::process::id()));
+    let progress = Progress::new();
+    let report = |message: &str| progress.step(message);
+    let pulled = runtime()?.block_on(oci::pull(
+        &args.source,
+        &args.output,
+        &args.components,
+        &args.insecure_registries,
+        &scratch,
+        &report,
+    ));
+    progress.finish();
+    let pulled = pulled?;
+    eprintln!(
+        "pulled {} ({} files{})",
+        pulled.path.display(),
+        pulled.files,
+        if pulled.partial { ", partial" } else { "" }
+    );
+    println!("{}", pulled.path.display());
     Ok(())
 }
 

@@ -1,0 +1,263 @@
+//! Packages in a registry: published as an OCI artifact (a layer per file, image blobs their own
+//! layers), pulled back bit for bit, inspected in place, partially pulled; bad references named.
+
+use jackal_tests::{Scratch, connected_registry, http, jackal};
+
+use crate::{create_ok, demo, inspect, stderr};
+
+fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(jackal_core::package::checksums::sha256(&std::fs::read(path)?))
+}
+
+fn run_ok(args: &[&str]) -> anyhow::Result<String> {
+    let output = jackal(args)?;
+    anyhow::ensure!(
+        output.status.success(),
+        "kubectl jackal {} failed:\n{}",
+        args.join(" "),
+        stderr(&output)
+    );
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    ))
+}
+
+#[tokio::test]
+async fn packages_are_published_and_pulled_back_identical() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-oci")?;
+    let package = create_ok(&demo(), &scratch.path().join("created"), &["--flavor", "full"])?;
+    let registry = connected_registry();
+    let namespace = format!("oci://{registry}/oci-test-{}", std::process::id());
+    let published = run_ok(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &namespace,
+    ])?;
+    let reference = format!("{namespace}/demo:1.0.0-full");
+    assert!(
+        published.contains(&reference) && published.contains("blobs pushed, 0 already there"),
+        "{published}"
+    );
+    let again = run_ok(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &namespace,
+    ])?;
+    assert!(
+        again.contains("(0 blobs pushed, 13 already there)"),
+        "republishing skips what the registry has: {again}"
+    );
+
+    // The artifact: a layer per file, titled, image blobs included; a Jackal config; annotations.
+    let path = format!("/v2/oci-test-{}/demo/manifests/1.0.0-full", std::process::id());
+    let manifest = http::get(
+        &registry,
+        &path,
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+    )
+    .await?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body)?;
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.jackal.config.v1+json"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        "1.0.0"
+    );
+    let titles: Vec<&str> = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["annotations"]["org.opencontainers.image.title"].as_str())
+        .collect();
+    assert_eq!(titles[0], "jackal.yaml");
+    assert!(
+        titles.contains(&"components/web.tar")
+            && titles
+                .iter()
+                .filter(|t| t.starts_with("images/blobs/sha256/"))
+                .count()
+                >= 6,
+        "{titles:?}"
+    );
+    assert!(
+        manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|l| l["mediaType"] == "application/vnd.jackal.layer.v1.blob")
+    );
+
+    let pulled = scratch.path().join("pulled");
+    let output = run_ok(&[
+        "package",
+        "pull",
+        &reference,
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+    ])?;
+    let pulled_file = pulled.join(package.file_name().unwrap_or_default());
+    assert!(
+        output.contains(pulled_file.to_str().unwrap_or_default()),
+        "{output}"
+    );
+    assert_eq!(
+        sha256(&pulled_file)?,
+        sha256(&package)?,
+        "the pulled package is bit-for-bit the published one"
+    );
+
+    let remote = jackal(&["package", "inspect", &reference, "-o", "json"])?;
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    let summary: serde_json::Value = serde_json::from_slice(&remote.stdout)?;
+    assert_eq!(summary["images"], inspect(&package)?["images"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn partial_pulls_fetch_only_what_components_need() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-partial")?;
+    let package = create_ok(&demo(), &scratch.path().join("created"), &["--flavor", "full"])?;
+    let namespace = format!(
+        "oci://{}/partial-test-{}",
+        connected_registry(),
+        std::process::id()
+    );
+    run_ok(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &namespace,
+    ])?;
+    let reference = format!("{namespace}/demo:1.0.0-full");
+    let pulled = scratch.path().join("pulled");
+    let output = run_ok(&[
+        "package",
+        "pull",
+        &reference,
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+        "--components",
+        "config",
+    ])?;
+    assert!(output.contains("partial"), "{output}");
+    let partial = pulled.join("jackal-package-demo-amd64-1.0.0-full-partial-config.tar.zst");
+    let unpacked = scratch.path().join("unpacked");
+    jackal_core::package::archive::extract(&partial, &unpacked, &Default::default())?;
+    assert!(
+        unpacked.join("components/config.tar").exists() && unpacked.join("components/web.tar").exists(),
+        "selected and required components"
+    );
+    assert!(
+        !unpacked.join("components/registry.tar").exists(),
+        "an unselected component was pulled"
+    );
+    let registry_layer = jackal_core::layout::Layout::new(unpacked.join("images"));
+    let all = registry_layer.index()?;
+    let registry_image = all
+        .iter()
+        .find(|d| {
+            d.annotations
+                .values()
+                .any(|v| v == "docker.io/library/registry:3.1.2")
+        })
+        .ok_or_else(|| anyhow::anyhow!("index"))?;
+    assert!(
+        !registry_layer.blob_path(&registry_image.digest)?.exists(),
+        "the unselected component's image was pulled"
+    );
+    assert!(std::fs::metadata(&partial)?.len() < std::fs::metadata(&package)?.len() / 3);
+
+    let strict = jackal(&["package", "verify", partial.to_str().unwrap_or_default()])?;
+    assert!(
+        !strict.status.success() && stderr(&strict).contains("is listed in checksums.txt but missing"),
+        "{}",
+        stderr(&strict)
+    );
+    run_ok(&[
+        "package",
+        "verify",
+        partial.to_str().unwrap_or_default(),
+        "--partial",
+    ])?;
+
+    let unknown = jackal(&[
+        "package",
+        "pull",
+        &reference,
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+        "--components",
+        "nope",
+    ])?;
+    assert!(
+        stderr(&unknown).contains("has no component nope (it has web, config, registry)"),
+        "{}",
+        stderr(&unknown)
+    );
+    let image = jackal(&[
+        "package",
+        "pull",
+        &format!("oci://{}/jackaldev/demo-web:1.0.0", connected_registry()),
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+    ])?;
+    assert!(
+        stderr(&image).contains("is not a Jackal package"),
+        "{}",
+        stderr(&image)
+    );
+    let missing = jackal(&[
+        "package",
+        "pull",
+        &format!("{namespace}/demo:9.9.9"),
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+    ])?;
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("demo:9.9.9"),
+        "{}",
+        stderr(&missing)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unversioned_packages_cannot_be_published() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-unversioned")?;
+    let directory = scratch.path().join("definition");
+    std::fs::create_dir_all(&directory)?;
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        "kind: JackalPackageConfig\nmetadata:\n  name: unversioned\ncomponents:\n  - name: empty\n    required: true\n",
+    )?;
+    let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
+    let result = jackal(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &format!("oci://{}/x", connected_registry()),
+    ])?;
+    assert!(
+        stderr(&result).contains("the package has no version: set metadata.version to publish it"),
+        "{}",
+        stderr(&result)
+    );
+    let target = jackal(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        "https://registry.example.com/x",
+    ])?;
+    assert!(
+        stderr(&target).contains("is not an oci:// reference"),
+        "{}",
+        stderr(&target)
+    );
+    Ok(())
+}
