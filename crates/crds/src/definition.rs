@@ -427,9 +427,18 @@ impl PackageDefinition {
     /// name) in place of `<input>`. The parser's default budgets refuse alias bombs and
     /// absurdly deep or long documents.
     pub fn parse(text: &str, source: &str) -> Result<Self, DefinitionError> {
-        serde_saphyr::from_str(text).map_err(|error| DefinitionError::Parse {
-            file: source.to_owned(),
-            message: error.to_string().replace("<input>", source),
+        serde_saphyr::from_str(text).map_err(|error| {
+            let message = error.to_string();
+            // Most messages quote `<input>`; those that do not (an empty file) get the name first.
+            let message = if message.contains("<input>") {
+                message.replace("<input>", source)
+            } else {
+                format!("{source}: {message}")
+            };
+            DefinitionError::Parse {
+                file: source.to_owned(),
+                message,
+            }
         })
     }
 

@@ -415,3 +415,6 @@ pub fn read_entry(archive: &Path, wanted: &str, max: u64) -> Result<Option<Vec<u
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

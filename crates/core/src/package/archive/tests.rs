@@ -1,13 +1,13 @@
 use super::*;
 
-fn scratch(name: &str) -> PathBuf {
+pub(super) fn scratch(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("jackal-archive-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&path);
     std::fs::create_dir_all(&path).unwrap();
     path
 }
 
-fn package(root: &Path) -> PathBuf {
+pub(super) fn package(root: &Path) -> PathBuf {
     let dir = root.join("package");
     std::fs::create_dir_all(dir.join("components")).unwrap();
     std::fs::create_dir_all(dir.join("images/blobs/sha256")).unwrap();
@@ -19,7 +19,7 @@ fn package(root: &Path) -> PathBuf {
 }
 
 /// A raw tar entry header (for archives no well-behaved writer produces).
-fn raw_entry(name: &str, kind: u8, content: &[u8], link: &str) -> Vec<u8> {
+pub(super) fn raw_entry(name: &str, kind: u8, content: &[u8], link: &str) -> Vec<u8> {
     let mut header = tar::Header::new_old();
     let mut block = header.as_mut_bytes().to_vec();
     block[..name.len()].copy_from_slice(name.as_bytes());
