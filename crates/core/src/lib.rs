@@ -8,12 +8,14 @@
 //! - [`layout`]: reading and writing OCI image layouts on disk.
 //! - [`package`]: creating, archiving, verifying and inspecting Jackal packages.
 //! - [`payload`]: packing images into the injector payload and cutting it into ConfigMap chunks.
+//! - [`progress`]: how long operations report steps and bytes moved.
 //! - [`registry`]: registry clients (plain HTTP on loopback) and docker credentials.
 //! - [`transform`]: pure rewrite rules for image references, OCI and git URLs.
 
 pub mod layout;
 pub mod package;
 pub mod payload;
+pub mod progress;
 pub mod registry;
 pub mod transform;
 

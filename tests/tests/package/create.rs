@@ -187,3 +187,47 @@ async fn bad_definitions_are_refused_with_file_line_and_field() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-progress")?;
+
+    // Piped: plain lines, every step, no terminal control sequences.
+    let piped = create(&demo(), &scratch.path().join("piped"), &[])?;
+    let lines = stderr(&piped);
+    assert!(piped.status.success(), "create failed:\n{lines}");
+    for step in [
+        "pulling docker.io/jackaldev/demo-web:1.0.0",
+        "computing checksums",
+        "writing ",
+    ] {
+        assert!(lines.contains(step), "no {step:?} line in:\n{lines}");
+    }
+    assert!(
+        !lines.contains('\u{1b}'),
+        "escape sequences in piped output:\n{lines}"
+    );
+
+    // On a terminal (a pseudo-terminal from util-linux `script`): a bar of bytes moved.
+    let command = format!(
+        "{} package create {} -o {} --registry-override docker.io={} --set VERSION=1.0.0",
+        jackal_tests::workspace_binary("kubectl-jackal")?.display(),
+        demo().display(),
+        scratch.path().join("terminal").display(),
+        connected_registry()
+    );
+    let transcript = scratch.path().join("transcript");
+    let status = std::process::Command::new("script")
+        .args(["-qec", &command])
+        .arg(&transcript)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let drawn = String::from_utf8_lossy(&std::fs::read(&transcript)?).into_owned();
+    assert!(status.success(), "create on a terminal failed:\n{drawn}");
+    assert!(drawn.contains('\u{1b}'), "no terminal drawing in:\n{drawn}");
+    assert!(
+        drawn.contains("B / ") && drawn.contains("B/s"),
+        "no byte progress bar in:\n{drawn}"
+    );
+    Ok(())
+}

@@ -21,6 +21,7 @@ use super::images::{AddedImage, ImageCollector, ImageError, ImageOptions};
 use super::signing::{self, SigningError};
 use super::sources::{self, SourceError};
 use super::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE};
+use crate::progress::Progress;
 
 /// What to create and how.
 #[derive(Clone, Debug, Default)]
@@ -209,10 +210,7 @@ fn unsupported(component: &Component) -> Option<CreateError> {
 }
 
 /// Creates the package described by `options`, reporting progress as lines of text.
-pub async fn create(
-    options: &CreateOptions,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<Created, CreateError> {
+pub async fn create(options: &CreateOptions, progress: &dyn Progress) -> Result<Created, CreateError> {
     let definition_path = options.source.join(DEFINITION);
     let text = std::fs::read_to_string(&definition_path).map_err(|source| CreateError::Read {
         path: definition_path.clone(),
@@ -252,7 +250,7 @@ pub async fn create(
     if let Some(error) = definition.components.iter().find_map(unsupported) {
         return Err(error);
     }
-    progress(&format!(
+    progress.step(&format!(
         "creating {} {} for {} ({} of {all} components)",
         definition.metadata.name,
         definition.metadata.version.as_deref().unwrap_or("(unversioned)"),
@@ -279,7 +277,7 @@ async fn build(
     architecture: &str,
     mut definition: PackageDefinition,
     scratch: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<Created, CreateError> {
     let package = scratch.join("package");
     let write_error = |path: &Path| {
@@ -290,7 +288,7 @@ async fn build(
 
     for component in &definition.components {
         if component.actions.is_some() {
-            progress(&format!(
+            progress.step(&format!(
                 "component {}: actions are carried in the package but not run by Jackal yet",
                 component.name
             ));
@@ -325,13 +323,13 @@ async fn build(
         let mut collector = ImageCollector::new(&package.join(IMAGES), options.images.clone())?;
         added = collector.pull_all(&images, progress).await?;
         for archive in &archives {
-            progress(&format!("reading images from {}", archive.path));
+            progress.step(&format!("reading images from {}", archive.path));
             added.extend(collector.add_archive(archive, &options.source, scratch)?);
         }
         collector.finish()?;
     }
 
-    progress("computing checksums");
+    progress.step("computing checksums");
     let checksums = checksums::compute(&package)?;
     std::fs::write(package.join(CHECKSUMS), &checksums).map_err(write_error(&package.join(CHECKSUMS)))?;
     definition.metadata.aggregate_checksum = Some(checksums::sha256(checksums.as_bytes()));
@@ -357,7 +355,7 @@ async fn build(
     }
 
     let path = options.output.join(super::file_name(&definition, architecture));
-    progress(&format!("writing {}", path.display()));
+    progress.step(&format!("writing {}", path.display()));
     let size = archive::write(&package, &path, !definition.metadata.uncompressed)?;
     Ok(Created {
         path,
@@ -372,7 +370,7 @@ async fn collect_component(
     options: &CreateOptions,
     component: &Component,
     directory: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<(), CreateError> {
     let source_error = |source| CreateError::Source {
         component: component.name.clone(),
@@ -385,7 +383,7 @@ async fn collect_component(
             path: charts.clone(),
             source,
         })?;
-        progress(&format!("component {}: chart {}", component.name, chart.name));
+        progress.step(&format!("component {}: chart {}", component.name, chart.name));
         let version = chart.version.clone().unwrap_or_default();
         let packaged = match (&chart.local_path, &chart.url) {
             (Some(local), _) if base.join(local).is_dir() => {

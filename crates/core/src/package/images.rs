@@ -17,6 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION};
+use crate::progress::{CountingWriter, Progress};
 use crate::registry::{self, Credentials};
 use crate::transform::{ImageReference, ReferenceError};
 
@@ -143,7 +144,7 @@ impl ImageCollector {
     pub async fn pull_all(
         &mut self,
         images: &[String],
-        progress: &(dyn Fn(&str) + Sync),
+        progress: &dyn Progress,
     ) -> Result<Vec<AddedImage>, ImageError> {
         let parsed: Vec<ImageReference> = images
             .iter()
@@ -157,7 +158,7 @@ impl ImageCollector {
         let client = registry::client(&hosts, &self.options.insecure_registries);
         let mut added = Vec::new();
         for (image, source) in parsed.iter().zip(&sources) {
-            progress(&format!(
+            progress.step(&format!(
                 "pulling {image}{}",
                 if *source == image.to_string() {
                     String::new()
@@ -165,7 +166,7 @@ impl ImageCollector {
                     format!(" from {source}")
                 }
             ));
-            added.push(self.pull(&client, image, source).await?);
+            added.push(self.pull(&client, image, source, progress).await?);
         }
         Ok(added)
     }
@@ -175,6 +176,7 @@ impl ImageCollector {
         client: &oci_client::Client,
         image: &ImageReference,
         source: &str,
+        progress: &dyn Progress,
     ) -> Result<AddedImage, ImageError> {
         let name = image.to_string();
         let failed = |error: oci_client::errors::OciDistributionError| ImageError::Pull {
@@ -237,6 +239,7 @@ impl ImageCollector {
             .into_iter()
             .filter(|blob| !self.blob_path(&blob.digest).exists())
             .collect();
+        progress.expect_bytes(missing.iter().map(|blob| blob.size).sum());
         let root = self.root.clone();
         stream::iter(missing.into_iter().map(Ok::<_, ImageError>))
             .try_for_each_concurrent(PARALLEL_BLOBS, |blob| {
@@ -257,7 +260,10 @@ impl ImageCollector {
                         size: i64::try_from(blob.size).unwrap_or(i64::MAX),
                         ..OciDescriptor::default()
                     };
-                    if let Err(error) = client.pull_blob(reference, &descriptor, file).await {
+                    if let Err(error) = client
+                        .pull_blob(reference, &descriptor, CountingWriter::new(file, progress))
+                        .await
+                    {
                         let _ = tokio::fs::remove_file(&partial).await;
                         return Err(ImageError::Pull {
                             image: name,

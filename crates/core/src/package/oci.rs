@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::stream::{self, TryStreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use jackal_crds::definition::PackageDefinition;
 use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
@@ -19,6 +19,7 @@ use super::checksums::{self, file_sha256};
 use super::verify::{VerifyError, VerifyOptions, verify_dir};
 use super::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE};
 use crate::layout::{Layout, REFERENCE_ANNOTATION};
+use crate::progress::{CountingWriter, Progress};
 use crate::registry::{self, Credentials};
 use crate::transform::ImageReference;
 
@@ -151,7 +152,7 @@ pub async fn publish(
     target: &str,
     insecure: &[String],
     scratch: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<Published, OciError> {
     let (host, repository_base) = parse_target(target)?;
     archive::extract(package, scratch, &Limits::default())?;
@@ -165,7 +166,7 @@ async fn publish_unpacked(
     host: &str,
     base: &str,
     insecure: &[String],
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<Published, OciError> {
     let verified = verify_dir(
         root,
@@ -226,7 +227,7 @@ async fn publish_unpacked(
     let client = &client;
     let reference_ref = &reference;
     let counts = std::sync::Mutex::new((0usize, 0usize));
-    progress(&format!(
+    progress.step(&format!(
         "publishing {} files of {} to {reference_text}",
         layers.len(),
         definition.metadata.name
@@ -252,8 +253,16 @@ async fn publish_unpacked(
                     return Ok(());
                 }
                 let path = root.join(&title);
+                progress.expect_bytes(u64::try_from(descriptor.size).unwrap_or(0));
                 retry(&title, || {
-                    push_file(client, reference_ref, &path, &descriptor.digest, descriptor.size)
+                    push_file(
+                        client,
+                        reference_ref,
+                        &path,
+                        &descriptor.digest,
+                        descriptor.size,
+                        progress,
+                    )
                 })
                 .await?;
                 if let Ok(mut counts) = counts.lock() {
@@ -323,29 +332,39 @@ async fn push_file(
     path: &Path,
     digest: &str,
     size: i64,
+    progress: &dyn Progress,
 ) -> Result<(), OciError> {
     let file = tokio::fs::File::open(path).await.map_err(|source| OciError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let chunks = stream::unfold(file, |mut file| async move {
+    // The client wants a 'static stream: it reports the bytes it reads through a channel,
+    // drained into `progress` while the upload runs.
+    let (moved, mut reports) = futures::channel::mpsc::unbounded::<u64>();
+    let chunks = stream::unfold((file, moved), |(mut file, moved)| async move {
         use tokio::io::AsyncReadExt;
         let mut buffer = vec![0u8; 1 << 20];
         match file.read(&mut buffer).await {
             Ok(0) => None,
             Ok(read) => {
                 buffer.truncate(read);
-                Some((Ok(bytes::Bytes::from(buffer)), file))
+                let _ = moved.unbounded_send(read as u64);
+                Some((Ok(bytes::Bytes::from(buffer)), (file, moved)))
             }
             Err(error) => Some((
                 Err(oci_client::errors::OciDistributionError::IoError(error)),
-                file,
+                (file, moved),
             )),
         }
     });
-    client
-        .push_blob_stream(reference, chunks, digest, Some(u64::try_from(size).unwrap_or(0)))
-        .await
+    let upload = client.push_blob_stream(reference, chunks, digest, Some(u64::try_from(size).unwrap_or(0)));
+    let report = async {
+        while let Some(bytes) = reports.next().await {
+            progress.moved_bytes(bytes);
+        }
+    };
+    let (result, ()) = futures::join!(upload, report);
+    result
         .map(|_| ())
         .map_err(|error| registry_error(path.display().to_string(), error))
 }
@@ -371,7 +390,7 @@ pub async fn pull(
     components: &[String],
     insecure: &[String],
     scratch: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
     let rest = source
         .strip_prefix("oci://")
@@ -402,7 +421,7 @@ async fn pull_into(
     components: &[String],
     insecure: &[String],
     root: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
     let client = registry::client(&[host.to_owned()], insecure);
     let auth = Credentials::load().for_host(host);
@@ -468,7 +487,7 @@ async fn pull_into(
                                 source,
                             })?;
                         client
-                            .pull_blob(reference, layer, file)
+                            .pull_blob(reference, layer, CountingWriter::new(file, progress))
                             .await
                             .map_err(|error| registry_error(&title, error))
                     })
@@ -506,7 +525,14 @@ async fn pull_into(
     } else {
         by_title.keys().cloned().collect()
     };
-    progress(&format!("downloading {} files of {source}", wanted.len()));
+    progress.step(&format!("downloading {} files of {source}", wanted.len()));
+    progress.expect_bytes(
+        wanted
+            .iter()
+            .filter_map(|title| by_title.get(title))
+            .map(|layer| u64::try_from(layer.size).unwrap_or(0))
+            .sum(),
+    );
     download(wanted.clone()).await?;
     let verified = verify_dir(
         root,

@@ -52,8 +52,7 @@ fn create_package(args: CreateArgs) -> anyhow::Result<()> {
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let progress = Progress::new();
-    let report = |message: &str| progress.step(message);
-    let created = runtime()?.block_on(create(&options, &report));
+    let created = runtime()?.block_on(create(&options, &progress));
     progress.finish();
     let created = created?;
     eprintln!(
@@ -76,14 +75,13 @@ fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
     let temporary = std::env::temp_dir().join(format!("jackal-inspect-{}", std::process::id()));
     let local = if args.package.starts_with("oci://") {
         let progress = Progress::new();
-        let report = |message: &str| progress.step(message);
         let pulled = runtime()?.block_on(oci::pull(
             &args.package,
             &temporary,
             &[],
             &[],
             &temporary.join("scratch"),
-            &report,
+            &progress,
         ));
         progress.finish();
         pulled.map(|pulled| pulled.path)
@@ -135,13 +133,12 @@ fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
 fn publish_package(args: PublishArgs) -> anyhow::Result<()> {
     let scratch = scratch_for(&args.package);
     let progress = Progress::new();
-    let report = |message: &str| progress.step(message);
     let published = runtime()?.block_on(oci::publish(
         &args.package,
         &args.target,
         &args.insecure_registries,
         &scratch,
-        &report,
+        &progress,
     ));
     progress.finish();
     let published = published?;
@@ -156,14 +153,13 @@ fn publish_package(args: PublishArgs) -> anyhow::Result<()> {
 fn pull_package(args: PullArgs) -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("jackal-pull-{}", std::process::id()));
     let progress = Progress::new();
-    let report = |message: &str| progress.step(message);
     let pulled = runtime()?.block_on(oci::pull(
         &args.source,
         &args.output,
         &args.components,
         &args.insecure_registries,
         &scratch,
-        &report,
+        &progress,
     ));
     progress.finish();
     let pulled = pulled?;
