@@ -17,6 +17,7 @@ injector:
 bench:
 	scripts/bench-injector
 	scripts/bench-webhook
+	scripts/bench-package
 
 ## down: stop the test cluster
 down:
