@@ -18,7 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Print the plugin version and the Jackal API version it speaks.
     Version,
-    /// Create, inspect and verify packages.
+    /// Create, inspect, verify, publish and pull packages.
     #[command(subcommand)]
     Package(PackageCommand),
     /// Helpers.
@@ -113,6 +113,9 @@ pub struct InspectArgs {
     /// Public key to check the signature with.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// A registry to reach over plain HTTP (loopback registries always are) (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// `package verify`.

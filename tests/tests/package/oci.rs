@@ -115,7 +115,18 @@ async fn packages_are_published_and_pulled_back_identical() -> anyhow::Result<()
     let remote = jackal(&["package", "inspect", &reference, "-o", "json"])?;
     assert!(remote.status.success(), "{}", stderr(&remote));
     let summary: serde_json::Value = serde_json::from_slice(&remote.stdout)?;
-    assert_eq!(summary["images"], inspect(&package)?["images"]);
+    let local = inspect(&package)?;
+    for field in ["images", "components", "definition", "signature"] {
+        assert_eq!(summary[field], local[field], "remote inspect differs in {field}");
+    }
+    assert_eq!(summary["path"], reference.as_str(), "the source is the reference");
+    // Only the metadata and image manifests are read: no "downloading N files" of the content.
+    let steps = stderr(&remote);
+    assert!(steps.contains("reading the metadata of"), "{steps}");
+    assert!(
+        !steps.contains("downloading"),
+        "remote inspect downloaded the content:\n{steps}"
+    );
     Ok(())
 }
 

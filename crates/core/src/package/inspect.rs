@@ -9,16 +9,16 @@ use serde::Serialize;
 
 use super::IMAGES;
 use super::archive::{self, ArchiveError, Limits};
-use super::verify::{VerifyError, VerifyOptions, verify_dir};
+use super::verify::{Verified, VerifyError, VerifyOptions, verify_dir};
 use crate::layout::{Layout, LayoutError, REFERENCE_ANNOTATION};
 
 /// A summary of a package.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Inspection {
-    /// The package file.
+    /// The package file, or its `oci://` reference.
     pub path: PathBuf,
-    /// Size of the package file.
+    /// Size of the package file (in a registry: of its files).
     pub size: u64,
     /// Size of its content unpacked.
     pub content_size: u64,
@@ -97,40 +97,59 @@ pub enum InspectError {
 pub fn inspect(path: &Path, options: &VerifyOptions, scratch: &Path) -> Result<Inspection, InspectError> {
     let result = (|| {
         archive::extract(path, scratch, &Limits::default())?;
-        let signed = scratch.join(super::SIGNATURE).exists();
-        let options = VerifyOptions {
-            skip_signature: options.skip_signature || options.public_key.is_none(),
-            ..options.clone()
-        };
-        let verified = verify_dir(scratch, &options)?;
+        let (verified, signature) = verify_for_inspection(scratch, options)?;
+        let mut files = Vec::new();
+        archive::collect(scratch, scratch, &mut files)?;
+        let content_size = files
+            .iter()
+            .filter_map(|file| std::fs::metadata(scratch.join(file)).ok())
+            .map(|m| m.len())
+            .sum();
+        let size = std::fs::metadata(path)
+            .map(|metadata| metadata.len())
+            .unwrap_or(0);
         summarize(
-            path,
+            path.to_owned(),
+            size,
+            content_size,
             scratch,
             verified.definition,
-            match (signed, verified.signature_checked) {
-                (false, _) => SignatureState::Unsigned,
-                (true, true) => SignatureState::Verified,
-                (true, false) => SignatureState::NotChecked,
-            },
+            signature,
         )
     })();
     let _ = std::fs::remove_dir_all(scratch);
     result
 }
 
-fn summarize(
-    path: &Path,
+/// Verifies the unpacked package at `root`; the signature only when `options` has a key.
+pub fn verify_for_inspection(
+    root: &Path,
+    options: &VerifyOptions,
+) -> Result<(Verified, SignatureState), VerifyError> {
+    let signed = root.join(super::SIGNATURE).exists();
+    let options = VerifyOptions {
+        skip_signature: options.skip_signature || options.public_key.is_none(),
+        ..options.clone()
+    };
+    let verified = verify_dir(root, &options)?;
+    let signature = match (signed, verified.signature_checked) {
+        (false, _) => SignatureState::Unsigned,
+        (true, true) => SignatureState::Verified,
+        (true, false) => SignatureState::NotChecked,
+    };
+    Ok((verified, signature))
+}
+
+/// The summary of the package at `path` (a file or an `oci://` reference) unpacked, fully or
+/// but for image configs and layers, at `root`.
+pub fn summarize(
+    path: PathBuf,
+    size: u64,
+    content_size: u64,
     root: &Path,
     definition: PackageDefinition,
     signature: SignatureState,
 ) -> Result<Inspection, InspectError> {
-    let mut files = Vec::new();
-    archive::collect(root, root, &mut files)?;
-    let content_size = files
-        .iter()
-        .filter_map(|file| std::fs::metadata(root.join(file)).ok())
-        .map(|m| m.len())
-        .sum();
     let mut images = Vec::new();
     if root.join(IMAGES).join("index.json").exists() {
         let layout = Layout::new(root.join(IMAGES));
@@ -167,11 +186,8 @@ fn summarize(
                 .collect(),
         })
         .collect();
-    let size = std::fs::metadata(path)
-        .map(|metadata| metadata.len())
-        .unwrap_or(0);
     Ok(Inspection {
-        path: path.to_owned(),
+        path,
         size,
         content_size,
         signature,

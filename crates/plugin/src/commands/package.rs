@@ -71,29 +71,23 @@ fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
         public_key: read_key(args.key.as_ref())?,
         ..VerifyOptions::default()
     };
-    // A package in a registry is pulled into a temporary directory first.
-    let temporary = std::env::temp_dir().join(format!("jackal-inspect-{}", std::process::id()));
-    let local = if args.package.starts_with("oci://") {
+    let inspection = if args.package.starts_with("oci://") {
+        // In a registry: only the metadata and image manifests are downloaded.
+        let scratch = std::env::temp_dir().join(format!("jackal-inspect-{}", std::process::id()));
         let progress = Progress::new();
-        let pulled = runtime()?.block_on(oci::pull(
+        let inspected = runtime()?.block_on(oci::inspect_remote(
             &args.package,
-            &temporary,
-            &[],
-            &[],
-            &temporary.join("scratch"),
+            &args.insecure_registries,
+            &options,
+            &scratch,
             &progress,
         ));
         progress.finish();
-        pulled.map(|pulled| pulled.path)
+        inspected?
     } else {
-        Ok(std::path::PathBuf::from(&args.package))
+        let path = std::path::PathBuf::from(&args.package);
+        inspect(&path, &options, &scratch_for(&path))?
     };
-    let result = local.map_err(anyhow::Error::from).and_then(|path| {
-        let scratch = scratch_for(&path);
-        Ok(inspect(&path, &options, &scratch)?)
-    });
-    let _ = std::fs::remove_dir_all(&temporary);
-    let inspection = result?;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
         Format::Yaml => print!(

@@ -1,0 +1,410 @@
+//! `package pull` and remote `inspect`: the artifact's layers downloaded (all of them, those some
+//! components need, or only the metadata and image manifests), checked, and the package file
+//! written back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use futures::stream::{self, TryStreamExt};
+use jackal_crds::definition::PackageDefinition;
+use oci_client::Reference;
+use oci_client::manifest::OciDescriptor;
+use serde::Deserialize;
+
+use super::{CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL, TITLE, registry_error, retry};
+use crate::layout::{Layout, REFERENCE_ANNOTATION};
+use crate::package::archive::{self, ArchiveError};
+use crate::package::inspect::{self, Inspection};
+use crate::package::verify::{VerifyError, VerifyOptions, verify_dir};
+use crate::package::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE, file_name, hex_of};
+use crate::progress::{CountingWriter, Progress};
+use crate::registry::{self, Credentials};
+use crate::transform::ImageReference;
+
+/// What `pull` wrote.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// The package file.
+    pub path: PathBuf,
+    /// Its definition.
+    pub definition: PackageDefinition,
+    /// Layers downloaded.
+    pub files: usize,
+    /// Whether only some components were pulled.
+    pub partial: bool,
+}
+
+/// The metadata files, downloaded first when only part of a package is wanted.
+const METADATA: [&str; 5] = [
+    DEFINITION,
+    SIGNATURE,
+    CHECKSUMS,
+    "images/index.json",
+    "images/oci-layout",
+];
+
+/// A package artifact in a registry, being downloaded into `root`.
+struct Artifact<'a> {
+    client: oci_client::Client,
+    reference: Reference,
+    source: &'a str,
+    /// Every layer, by its title (the file's path in the package).
+    layers: BTreeMap<String, OciDescriptor>,
+    root: &'a Path,
+    progress: &'a dyn Progress,
+}
+
+impl<'a> Artifact<'a> {
+    /// Resolves `source` (`oci://REGISTRY/REPOSITORY:TAG`) and reads its manifest; `root` (which
+    /// must not exist) receives the files.
+    async fn open(
+        source: &'a str,
+        insecure: &[String],
+        root: &'a Path,
+        progress: &'a dyn Progress,
+    ) -> Result<Artifact<'a>, OciError> {
+        let rest = source
+            .strip_prefix("oci://")
+            .ok_or_else(|| OciError::Reference(source.into(), "it must start with oci://".into()))?;
+        let host = ImageReference::parse(rest)
+            .map_err(|error| OciError::Reference(source.into(), error.to_string()))?
+            .registry;
+        let reference: Reference = rest
+            .parse()
+            .map_err(|error: oci_client::ParseError| OciError::Reference(source.into(), error.to_string()))?;
+        if root.exists() {
+            return Err(OciError::Archive(ArchiveError::Exists(root.to_owned())));
+        }
+        let client = registry::client(std::slice::from_ref(&host), insecure);
+        let auth = Credentials::load().for_host(&host);
+        let (bytes, _) = client
+            .pull_manifest_raw(&reference, &auth, &[MANIFEST_MEDIA_TYPE])
+            .await
+            .map_err(|error| registry_error(source, error))?;
+        #[derive(Deserialize)]
+        struct Manifest {
+            config: OciDescriptor,
+            layers: Vec<OciDescriptor>,
+        }
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|error| registry_error(source, error))?;
+        if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+            return Err(OciError::NotAPackage {
+                reference: source.to_owned(),
+                config: manifest.config.media_type,
+            });
+        }
+        let mut layers = BTreeMap::new();
+        for layer in manifest.layers {
+            let title = layer
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(TITLE))
+                .cloned()
+                .unwrap_or_default();
+            let safe = Path::new(&title)
+                .components()
+                .all(|part| matches!(part, std::path::Component::Normal(_)));
+            if title.is_empty() || !safe {
+                return Err(OciError::Title {
+                    reference: source.to_owned(),
+                    title,
+                });
+            }
+            layers.insert(title, layer);
+        }
+        std::fs::create_dir_all(root).map_err(|source| OciError::Io {
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(Artifact {
+            client,
+            reference,
+            source,
+            layers,
+            root,
+            progress,
+        })
+    }
+
+    /// Downloads the layers titled `titles` (unknown titles are skipped) into the root.
+    async fn download(&self, titles: Vec<String>) -> Result<(), OciError> {
+        stream::iter(titles.into_iter().map(Ok::<_, OciError>))
+            .try_for_each_concurrent(PARALLEL, |title| async move {
+                let Some(layer) = self.layers.get(&title) else {
+                    return Ok(());
+                };
+                let path = self.root.join(&title);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|source| OciError::Io {
+                        path: parent.to_owned(),
+                        source,
+                    })?;
+                }
+                retry(&title, || async {
+                    let file = tokio::fs::File::create(&path)
+                        .await
+                        .map_err(|source| OciError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    self.client
+                        .pull_blob(&self.reference, layer, CountingWriter::new(file, self.progress))
+                        .await
+                        .map_err(|error| registry_error(&title, error))
+                })
+                .await
+            })
+            .await
+    }
+
+    /// The metadata files this artifact has.
+    fn metadata(&self) -> Vec<String> {
+        METADATA
+            .iter()
+            .filter(|title| self.layers.contains_key(**title))
+            .map(|title| (*title).to_owned())
+            .collect()
+    }
+
+    /// Downloads the metadata and parses the definition.
+    async fn definition(&self) -> Result<PackageDefinition, OciError> {
+        self.download(self.metadata()).await?;
+        let path = self.root.join(DEFINITION);
+        let text = std::fs::read_to_string(&path).map_err(|source| OciError::Io { path, source })?;
+        Ok(PackageDefinition::parse(&text, DEFINITION).map_err(VerifyError::from)?)
+    }
+
+    /// Total size of every layer.
+    fn size(&self) -> u64 {
+        self.layers
+            .values()
+            .map(|layer| u64::try_from(layer.size).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Pulls `source` (`oci://REGISTRY/REPOSITORY:TAG`) and writes the package file into `output`.
+/// With `components`, only what those (and the required ones) need is downloaded. `scratch` must
+/// not exist; it is removed afterwards.
+pub async fn pull(
+    source: &str,
+    output: &Path,
+    components: &[String],
+    insecure: &[String],
+    scratch: &Path,
+    progress: &dyn Progress,
+) -> Result<Pulled, OciError> {
+    let result = async {
+        let artifact = Artifact::open(source, insecure, scratch, progress).await?;
+        pull_into(&artifact, output, components).await
+    }
+    .await;
+    if !matches!(result, Err(OciError::Archive(ArchiveError::Exists(_)))) {
+        let _ = std::fs::remove_dir_all(scratch);
+    }
+    result
+}
+
+async fn pull_into(
+    artifact: &Artifact<'_>,
+    output: &Path,
+    components: &[String],
+) -> Result<Pulled, OciError> {
+    let metadata = artifact.metadata();
+    let partial = !components.is_empty();
+    let wanted: Vec<String> = if partial {
+        let definition = artifact.definition().await?;
+        let needed = needed_files(artifact, &definition, components).await?;
+        needed
+            .into_iter()
+            .filter(|title| !metadata.contains(title))
+            .collect()
+    } else {
+        artifact.layers.keys().cloned().collect()
+    };
+    let progress = artifact.progress;
+    progress.step(&format!(
+        "downloading {} files of {}",
+        wanted.len(),
+        artifact.source
+    ));
+    progress.expect_bytes(
+        wanted
+            .iter()
+            .filter_map(|title| artifact.layers.get(title))
+            .map(|layer| u64::try_from(layer.size).unwrap_or(0))
+            .sum(),
+    );
+    artifact.download(wanted.clone()).await?;
+    let verified = verify_dir(
+        artifact.root,
+        &VerifyOptions {
+            skip_signature: true,
+            partial,
+            ..VerifyOptions::default()
+        },
+    )?;
+    let architecture = verified
+        .definition
+        .metadata
+        .architecture
+        .clone()
+        .unwrap_or_default();
+    let mut name = file_name(&verified.definition, &architecture);
+    if partial {
+        name = name.replacen(".tar", &format!("-partial-{}.tar", components.join("-")), 1);
+    }
+    std::fs::create_dir_all(output).map_err(|source| OciError::Io {
+        path: output.to_owned(),
+        source,
+    })?;
+    let path = output.join(name);
+    archive::write(artifact.root, &path, !verified.definition.metadata.uncompressed)?;
+    Ok(Pulled {
+        path,
+        definition: verified.definition,
+        files: wanted.len() + if partial { metadata.len() } else { 0 },
+        partial,
+    })
+}
+
+/// Inspects a package in a registry without downloading its content: the metadata and the image
+/// manifests only, checked against the checksums (and the signature when `options` has a key).
+/// Sizes are those of the files in the registry. `scratch` must not exist; it is removed.
+pub async fn inspect_remote(
+    source: &str,
+    insecure: &[String],
+    options: &VerifyOptions,
+    scratch: &Path,
+    progress: &dyn Progress,
+) -> Result<Inspection, OciError> {
+    let result = async {
+        let artifact = Artifact::open(source, insecure, scratch, progress).await?;
+        progress.step(&format!("reading the metadata of {source}"));
+        let definition = artifact.definition().await?;
+        let every_component: Vec<String> = definition.components.iter().map(|c| c.name.clone()).collect();
+        needed_files(&artifact, &definition, &every_component).await?;
+        let options = VerifyOptions {
+            partial: true,
+            ..options.clone()
+        };
+        let (verified, signature) = inspect::verify_for_inspection(scratch, &options)?;
+        let size = artifact.size();
+        Ok(inspect::summarize(
+            PathBuf::from(source),
+            size,
+            size,
+            scratch,
+            verified.definition,
+            signature,
+        )?)
+    }
+    .await;
+    if !matches!(result, Err(OciError::Archive(ArchiveError::Exists(_)))) {
+        let _ = std::fs::remove_dir_all(scratch);
+    }
+    result
+}
+
+/// The files the selected components need: their archives and the blobs of their images.
+/// Downloads the image manifests they need on the way (not the configs or layers).
+async fn needed_files(
+    artifact: &Artifact<'_>,
+    definition: &PackageDefinition,
+    components: &[String],
+) -> Result<BTreeSet<String>, OciError> {
+    let (root, by_title, source) = (artifact.root, &artifact.layers, artifact.source);
+    for component in components {
+        if !definition.components.iter().any(|c| &c.name == component) {
+            let available = definition
+                .components
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(OciError::NoComponent {
+                reference: source.to_owned(),
+                component: component.clone(),
+                available,
+            });
+        }
+    }
+    let selected: Vec<_> = definition
+        .components
+        .iter()
+        .filter(|c| c.is_required() || components.contains(&c.name))
+        .collect();
+    let mut needed = BTreeSet::new();
+    for component in &selected {
+        needed.insert(format!("{COMPONENTS}/{}.tar", component.name));
+    }
+    let images: BTreeSet<String> = selected
+        .iter()
+        .flat_map(|c| {
+            c.images
+                .iter()
+                .chain(c.image_archives.iter().flat_map(|a| &a.images))
+        })
+        .filter_map(|image| ImageReference::parse(image).ok().map(|r| r.to_string()))
+        .collect();
+    if images.is_empty() || !root.join("images/index.json").exists() {
+        return Ok(needed);
+    }
+    let layout = Layout::new(root.join(IMAGES));
+    let index = layout.index().map_err(|error| registry_error(source, error))?;
+    let tops: Vec<_> = index
+        .into_iter()
+        .filter(|d| {
+            d.annotations
+                .get(REFERENCE_ANNOTATION)
+                .is_some_and(|r| images.contains(r))
+        })
+        .collect();
+    // Manifests first (they say which configs, layers and child manifests are needed).
+    let blob_title = |digest: &str| format!("{IMAGES}/blobs/sha256/{}", hex_of(digest));
+    let mut pending: Vec<String> = tops.iter().map(|descriptor| descriptor.digest.clone()).collect();
+    while !pending.is_empty() {
+        let titles: Vec<String> = pending
+            .iter()
+            .map(|digest| blob_title(digest))
+            .filter(|t| by_title.contains_key(t))
+            .collect();
+        artifact.download(titles.clone()).await?;
+        needed.extend(titles);
+        let mut next = Vec::new();
+        for digest in &pending {
+            let path = layout
+                .blob_path(digest)
+                .map_err(|error| registry_error(source, error))?;
+            let bytes = std::fs::read(&path).map_err(|source| OciError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let document: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|error| registry_error(digest, error))?;
+            let referenced = document["config"].as_object().into_iter().chain(
+                document["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.as_object()),
+            );
+            for descriptor in referenced {
+                if let Some(digest) = descriptor.get("digest").and_then(|d| d.as_str()) {
+                    needed.insert(blob_title(digest));
+                }
+            }
+            for child in document["manifests"].as_array().into_iter().flatten() {
+                if let Some(digest) = child["digest"]
+                    .as_str()
+                    .filter(|digest| by_title.contains_key(&blob_title(digest)))
+                {
+                    next.push(digest.to_owned());
+                }
+            }
+        }
+        pending = next;
+    }
+    Ok(needed)
+}
