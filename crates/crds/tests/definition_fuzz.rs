@@ -161,3 +161,14 @@ fn cases(default: u32) -> u32 {
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(default)
 }
+
+/// Found by the fuzzer: the parser's message for an empty file did not name it.
+#[test]
+fn an_empty_definition_names_the_file() {
+    for text in ["", "\n", "# only a comment\n"] {
+        let error =
+            PackageDefinition::parse(text, SOURCE).and_then(|definition| definition.validated(SOURCE));
+        let message = error.err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(message.contains(SOURCE), "{text:?} gave {message:?}");
+    }
+}
