@@ -174,6 +174,19 @@ async fn bad_definitions_are_refused_with_file_line_and_field() -> anyhow::Resul
         "{message}"
     );
 
+    let kustomize = scratch.path().join("kustomize");
+    std::fs::create_dir_all(&kustomize)?;
+    std::fs::write(
+        kustomize.join("jackal.yaml"),
+        "kind: JackalPackageConfig\nmetadata:\n  name: kustomize\ncomponents:\n  - name: app\n    manifests:\n      - name: app\n        kustomizations: [overlay]\n",
+    )?;
+    let message = stderr(&create(&kustomize, &output, &[])?);
+    assert!(
+        message.contains("component app: manifests[].kustomizations is not supported yet")
+            && message.contains("render them to files first"),
+        "{message}"
+    );
+
     let missing_file = scratch.path().join("missing-file");
     std::fs::create_dir_all(&missing_file)?;
     std::fs::write(
