@@ -6,8 +6,9 @@
 //! bit-for-bit the one that was published.
 //!
 //! Reading treats the archive as hostile: only regular files and directories, no absolute or
-//! `..` paths, no duplicates, size limits per entry and in total, files created exclusively in a
-//! fresh directory that is removed again if anything is wrong. Every refusal names the entry.
+//! `..` paths, no duplicates, no path that is both a file and a directory, size limits per entry
+//! and in total, files created exclusively in a fresh directory that is removed again if anything
+//! is wrong. Every refusal names the entry.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -65,6 +66,8 @@ pub enum ArchiveError {
     },
     #[error("{archive}: entry {entry:?} appears twice")]
     Duplicate { archive: PathBuf, entry: String },
+    #[error("{archive}: entry {entry:?} is both a file and a directory")]
+    Conflict { archive: PathBuf, entry: String },
     #[error("{archive}: entry {entry:?} is {size} bytes, over the limit of {limit}")]
     TooLarge {
         archive: PathBuf,
@@ -280,7 +283,9 @@ fn unpack(
     skip_links: bool,
 ) -> Result<Vec<String>, ArchiveError> {
     let mut tar = tar::Archive::new(open(archive)?);
+    // Regular files written, and directories made (explicitly or as a file's parents).
     let mut seen = HashSet::new();
+    let mut directories: HashSet<PathBuf> = HashSet::new();
     let mut files = Vec::new();
     let mut total = 0u64;
     for (count, entry) in tar
@@ -317,12 +322,31 @@ fn unpack(
             continue;
         }
         let target = destination.join(&relative);
+        // A path is a file or a directory, never both, whatever order the entries come in.
+        let conflict = || ArchiveError::Conflict {
+            archive: archive.to_owned(),
+            entry: display.clone(),
+        };
+        if relative
+            .ancestors()
+            .skip(1)
+            .any(|ancestor| seen.contains(ancestor))
+        {
+            return Err(conflict());
+        }
         if entry.header().entry_type() == tar::EntryType::Directory {
+            if seen.contains(&relative) {
+                return Err(conflict());
+            }
             std::fs::create_dir_all(&target).map_err(|source| ArchiveError::Write {
                 path: target.clone(),
                 source,
             })?;
+            directories.extend(relative.ancestors().map(Path::to_owned));
             continue;
+        }
+        if directories.contains(&relative) {
+            return Err(conflict());
         }
         if !seen.insert(relative.clone()) {
             return Err(ArchiveError::Duplicate {
@@ -330,6 +354,7 @@ fn unpack(
                 entry: display,
             });
         }
+        directories.extend(relative.ancestors().skip(1).map(Path::to_owned));
         let size = entry.header().size().map_err(|error| corrupt(archive, &error))?;
         if size > limits.max_entry {
             return Err(ArchiveError::TooLarge {

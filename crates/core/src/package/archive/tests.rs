@@ -136,6 +136,26 @@ fn hostile_archives_are_refused_naming_the_entry() {
             ],
             "appears twice",
         ),
+        (
+            "directory-then-file",
+            vec![raw_entry("out", b'5', b"", ""), raw_entry("out", b'0', b"", "")],
+            "is both a file and a directory",
+        ),
+        (
+            "file-then-directory",
+            vec![raw_entry("a", b'0', b"x", ""), raw_entry("a", b'5', b"", "")],
+            "is both a file and a directory",
+        ),
+        (
+            "file-then-child",
+            vec![raw_entry("a", b'0', b"x", ""), raw_entry("a/b", b'0', b"y", "")],
+            "is both a file and a directory",
+        ),
+        (
+            "child-then-file",
+            vec![raw_entry("a/b", b'0', b"y", ""), raw_entry("a", b'0', b"x", "")],
+            "is both a file and a directory",
+        ),
     ];
     for (name, entries, message) in cases {
         for compress in [false, true] {
