@@ -64,3 +64,24 @@ fn inspect(package: &Path) -> anyhow::Result<serde_json::Value> {
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// sha256 of a file (hex).
+fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(jackal_core::package::checksums::sha256(&std::fs::read(path)?))
+}
+
+/// Runs `kubectl jackal ARGS`, failing with its stderr unless it succeeds; returns stdout and stderr.
+fn run_ok(args: &[&str]) -> anyhow::Result<String> {
+    let output = jackal(args)?;
+    anyhow::ensure!(
+        output.status.success(),
+        "kubectl jackal {} failed:\n{}",
+        args.join(" "),
+        stderr(&output)
+    );
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    ))
+}

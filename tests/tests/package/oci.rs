@@ -3,26 +3,7 @@
 
 use jackal_tests::{Scratch, connected_registry, http, jackal};
 
-use crate::{create_ok, demo, inspect, stderr};
-
-fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
-    Ok(jackal_core::package::checksums::sha256(&std::fs::read(path)?))
-}
-
-fn run_ok(args: &[&str]) -> anyhow::Result<String> {
-    let output = jackal(args)?;
-    anyhow::ensure!(
-        output.status.success(),
-        "kubectl jackal {} failed:\n{}",
-        args.join(" "),
-        stderr(&output)
-    );
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        stderr(&output)
-    ))
-}
+use crate::{create_ok, demo, inspect, run_ok, sha256, stderr};
 
 #[tokio::test]
 async fn packages_are_published_and_pulled_back_identical() -> anyhow::Result<()> {

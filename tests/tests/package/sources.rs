@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jackal_core::package::sources::package_chart_directory;
 use jackal_tests::{Scratch, connected_registry, http, injector, registry, testbed_dir};
 
-use crate::{create_ok, demo, inspect, stderr};
+use crate::{create_ok, demo, inspect, run_ok, sha256, stderr};
 
 /// A static HTTP server on loopback (python's), killed when dropped.
 struct StaticServer(Child, String);
@@ -141,15 +141,19 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
     )
     .await?;
 
+    // The demo package (images, a local chart, manifests, files) plus a component whose charts
+    // come from the Helm repository and from the OCI registry.
     let directory = scratch.path().join("definition");
-    std::fs::create_dir_all(&directory)?;
+    copy_directory(&demo(), &directory)?;
+    let definition = std::fs::read_to_string(directory.join("jackal.yaml"))?;
+    let charts = format!(
+        "components:\n  - name: charts\n    required: true\n    charts:\n      - name: from-repository\n        repoName: demo-web\n        url: http://{}\n        version: 1.0.0\n        namespace: demo\n      - name: from-oci\n        url: oci://{}/charts/demo-web\n        version: 1.0.0\n        namespace: demo\n",
+        server.1,
+        connected_registry()
+    );
     std::fs::write(
         directory.join("jackal.yaml"),
-        format!(
-            "kind: JackalPackageConfig\nmetadata:\n  name: charts\n  version: 0.1.0\ncomponents:\n  - name: charts\n    required: true\n    charts:\n      - name: from-repository\n        repoName: demo-web\n        url: http://{}\n        version: 1.0.0\n        namespace: demo\n      - name: from-oci\n        url: oci://{}/charts/demo-web\n        version: 1.0.0\n        namespace: demo\n",
-            server.1,
-            connected_registry()
-        ),
+        definition.replacen("components:\n", &charts, 1),
     )?;
     let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
     let unpacked = scratch.path().join("unpacked");
@@ -168,6 +172,33 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
             "{name} is the chart that was published"
         );
     }
+    for content in ["components/web.tar", "components/config.tar", "images/index.json"] {
+        assert!(unpacked.join(content).is_file(), "the package lacks {content}");
+    }
+
+    // Published and pulled back: the same bytes, and it verifies.
+    let namespace = format!(
+        "oci://{}/charts-test-{}",
+        connected_registry(),
+        std::process::id()
+    );
+    run_ok(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &namespace,
+    ])?;
+    let pulled = scratch.path().join("pulled");
+    run_ok(&[
+        "package",
+        "pull",
+        &format!("{namespace}/demo:1.0.0"),
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+    ])?;
+    let pulled_file = pulled.join(package.file_name().unwrap_or_default());
+    assert_eq!(sha256(&pulled_file)?, sha256(&package)?, "pulled bit for bit");
+    run_ok(&["package", "verify", pulled_file.to_str().unwrap_or_default()])?;
 
     // A version the repository does not have is named with what it has.
     std::fs::write(
@@ -217,5 +248,20 @@ async fn an_original_example_definition_works_unchanged() -> anyhow::Result<()> 
         summary["definition"]["build"]["registryOverrides"]["ghcr.io"],
         registry.as_str()
     );
+    Ok(())
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories).
+fn copy_directory(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_directory(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
     Ok(())
 }
