@@ -1,17 +1,43 @@
 //! Tampered and hostile packages: a changed file, an unlisted file, changed checksums, a path
 //! escaping the package, a truncated archive, something that is not a package at all. Each is
-//! refused with a message naming the culprit, and nothing is written outside the scratch space.
+//! refused with a message naming the culprit (by verify and by publish, which then tags nothing),
+//! and nothing is written outside the scratch space.
 
 use std::path::Path;
 
 use jackal_core::package::archive;
-use jackal_tests::{Scratch, jackal};
+use jackal_tests::{Scratch, connected_registry, http, jackal};
 
 use crate::{create_ok, demo, stderr};
 
 fn verify(package: &Path) -> anyhow::Result<(bool, String)> {
     let result = jackal(&["package", "verify", package.to_str().unwrap_or_default()])?;
     Ok((result.status.success(), stderr(&result)))
+}
+
+/// Publishing `package` (named `name`) must fail with `expected` in the message and leave no tag.
+async fn publish_refused(package: &Path, name: &str, expected: &str) -> anyhow::Result<()> {
+    let namespace = format!("tampered-{name}-{}", std::process::id());
+    let target = format!("oci://{}/{namespace}", connected_registry());
+    let result = jackal(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &target,
+    ])?;
+    let message = stderr(&result);
+    assert!(
+        !result.status.success() && message.contains(expected),
+        "publish of {name}: {message}"
+    );
+    let manifest = http::get(
+        &connected_registry(),
+        &format!("/v2/{namespace}/demo/manifests/1.0.0"),
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+    )
+    .await?;
+    assert_eq!(manifest.status, 404, "a refused publish of {name} left a tag");
+    Ok(())
 }
 
 /// Unpacks `package`, lets `change` alter it, and packs it again (deterministically).
@@ -46,6 +72,12 @@ async fn tampered_packages_are_refused_naming_the_file() -> anyhow::Result<()> {
         !ok && message.contains("components/web.tar is corrupt: expected sha256"),
         "{message}"
     );
+    publish_refused(
+        &changed,
+        "changed",
+        "components/web.tar is corrupt: expected sha256",
+    )
+    .await?;
 
     let extra = tamper(&package, scratch.path(), "extra", |root| {
         std::fs::write(root.join("components/evil.tar"), b"x")
@@ -55,6 +87,12 @@ async fn tampered_packages_are_refused_naming_the_file() -> anyhow::Result<()> {
         !ok && message.contains("components/evil.tar is in the package but not in checksums.txt"),
         "{message}"
     );
+    publish_refused(
+        &extra,
+        "extra",
+        "components/evil.tar is in the package but not in checksums.txt",
+    )
+    .await?;
 
     let checksums = tamper(&package, scratch.path(), "checksums", |root| {
         let path = root.join("checksums.txt");
@@ -66,6 +104,7 @@ async fn tampered_packages_are_refused_naming_the_file() -> anyhow::Result<()> {
         !ok && message.contains("does not match the aggregate checksum"),
         "{message}"
     );
+    publish_refused(&checksums, "checksums", "does not match the aggregate checksum").await?;
 
     let missing = tamper(&package, scratch.path(), "missing", |root| {
         std::fs::remove_file(root.join("components/config.tar"))
@@ -75,6 +114,12 @@ async fn tampered_packages_are_refused_naming_the_file() -> anyhow::Result<()> {
         !ok && message.contains("components/config.tar is listed in checksums.txt but missing"),
         "{message}"
     );
+    publish_refused(
+        &missing,
+        "missing",
+        "components/config.tar is listed in checksums.txt but missing",
+    )
+    .await?;
     Ok(())
 }
 

@@ -282,11 +282,79 @@ fn unpack(
     limits: &Limits,
     skip_links: bool,
 ) -> Result<Vec<String>, ArchiveError> {
+    let mut files = Vec::new();
+    visit(archive, limits, skip_links, |entry| match entry {
+        Entry::Directory(relative) => {
+            let target = destination.join(relative);
+            std::fs::create_dir_all(&target).map_err(|source| ArchiveError::Write { path: target, source })
+        }
+        Entry::File { path, content, .. } => {
+            let target = destination.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| ArchiveError::Write {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            let write_error = |source| ArchiveError::Write {
+                path: target.clone(),
+                source,
+            };
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .map_err(write_error)?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            io::copy(content, &mut out).map_err(|error| read_failed(archive, path, &error))?;
+            out.flush().map_err(write_error)?;
+            files.push(path.to_owned());
+            Ok(())
+        }
+    })?;
+    Ok(files)
+}
+
+/// One checked entry of an archive being read.
+pub enum Entry<'a> {
+    /// A directory, by its relative path.
+    Directory(&'a Path),
+    /// A regular file.
+    File {
+        /// Relative path with `/` separators.
+        path: &'a str,
+        /// Size from the header.
+        size: u64,
+        /// Exactly `size` bytes; reading fails with `UnexpectedEof` if the archive ends first.
+        content: &'a mut dyn Read,
+    },
+}
+
+/// Why reading an entry's content failed, naming the archive and the entry.
+pub fn read_failed(archive: &Path, entry: &str, error: &io::Error) -> ArchiveError {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        ArchiveError::Corrupt {
+            archive: archive.to_owned(),
+            reason: format!("entry {entry:?} is cut short"),
+        }
+    } else {
+        corrupt(archive, error)
+    }
+}
+
+/// Reads `archive` entry by entry, refusing everything [`extract`] refuses (before the entry is
+/// handed over), and gives each directory and regular file to `visitor` in archive order.
+/// Content the visitor does not read is skipped.
+pub fn visit<E: From<ArchiveError>>(
+    archive: &Path,
+    limits: &Limits,
+    skip_links: bool,
+    mut visitor: impl FnMut(Entry<'_>) -> Result<(), E>,
+) -> Result<(), E> {
     let mut tar = tar::Archive::new(open(archive)?);
-    // Regular files written, and directories made (explicitly or as a file's parents).
+    // Regular files seen, and directories made (explicitly or as a file's parents).
     let mut seen = HashSet::new();
     let mut directories: HashSet<PathBuf> = HashSet::new();
-    let mut files = Vec::new();
     let mut total = 0u64;
     for (count, entry) in tar
         .entries()
@@ -298,7 +366,8 @@ fn unpack(
                 archive: archive.to_owned(),
                 what: "entries",
                 limit: limits.max_entries as u64,
-            });
+            }
+            .into());
         }
         let mut entry = entry.map_err(|error| corrupt(archive, &error))?;
         let name = entry
@@ -316,12 +385,12 @@ fn unpack(
                 archive: archive.to_owned(),
                 entry: name.display().to_string(),
                 kind,
-            });
+            }
+            .into());
         }
         if relative.as_os_str().is_empty() {
             continue;
         }
-        let target = destination.join(&relative);
         // A path is a file or a directory, never both, whatever order the entries come in.
         let conflict = || ArchiveError::Conflict {
             archive: archive.to_owned(),
@@ -332,27 +401,25 @@ fn unpack(
             .skip(1)
             .any(|ancestor| seen.contains(ancestor))
         {
-            return Err(conflict());
+            return Err(conflict().into());
         }
-        if entry.header().entry_type() == tar::EntryType::Directory {
+        if entry_type == tar::EntryType::Directory {
             if seen.contains(&relative) {
-                return Err(conflict());
+                return Err(conflict().into());
             }
-            std::fs::create_dir_all(&target).map_err(|source| ArchiveError::Write {
-                path: target.clone(),
-                source,
-            })?;
+            visitor(Entry::Directory(&relative))?;
             directories.extend(relative.ancestors().map(Path::to_owned));
             continue;
         }
         if directories.contains(&relative) {
-            return Err(conflict());
+            return Err(conflict().into());
         }
         if !seen.insert(relative.clone()) {
             return Err(ArchiveError::Duplicate {
                 archive: archive.to_owned(),
                 entry: display,
-            });
+            }
+            .into());
         }
         directories.extend(relative.ancestors().skip(1).map(Path::to_owned));
         let size = entry.header().size().map_err(|error| corrupt(archive, &error))?;
@@ -362,7 +429,8 @@ fn unpack(
                 entry: display,
                 size,
                 limit: limits.max_entry,
-            });
+            }
+            .into());
         }
         total += size;
         if total > limits.max_total {
@@ -370,42 +438,94 @@ fn unpack(
                 archive: archive.to_owned(),
                 what: "bytes in total",
                 limit: limits.max_total,
-            });
+            }
+            .into());
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ArchiveError::Write {
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
-        let write_error = |source| ArchiveError::Write {
-            path: target.clone(),
-            source,
+        let path = relative
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut content = Exact {
+            inner: &mut entry,
+            remaining: size,
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .map_err(write_error)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let copied =
-            io::copy(&mut (&mut entry).take(size), &mut out).map_err(|error| corrupt(archive, &error))?;
-        if copied != size {
-            return Err(ArchiveError::Corrupt {
+        visitor(Entry::File {
+            path: &path,
+            size,
+            content: &mut content,
+        })?;
+    }
+    Ok(())
+}
+
+/// A reader of exactly `remaining` bytes: an early end is an error, not a short file.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buffer.is_empty() {
+            return Ok(0);
+        }
+        let wanted = buffer
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buffer[..wanted])?;
+        if read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends inside the entry",
+            ));
+        }
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+/// The leading entries of `archive` named in `names` (each at most `max` bytes), read until the
+/// first entry not among them: the metadata a package keeps first, without reading the rest.
+pub fn read_leading(
+    archive: &Path,
+    names: &[&str],
+    max: u64,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ArchiveError> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut tar = tar::Archive::new(open(archive)?);
+    for entry in tar.entries().map_err(|error| corrupt(archive, &error))? {
+        let mut entry = entry.map_err(|error| corrupt(archive, &error))?;
+        let name = entry
+            .path()
+            .map_err(|error| corrupt(archive, &error))?
+            .into_owned();
+        let relative = entry_path(archive, &name)?;
+        let Some(wanted) = names.iter().find(|wanted| relative == Path::new(wanted)) else {
+            break;
+        };
+        let size = entry.header().size().map_err(|error| corrupt(archive, &error))?;
+        if size > max {
+            return Err(ArchiveError::TooLarge {
                 archive: archive.to_owned(),
-                reason: format!("entry {display:?} is cut short"),
+                entry: (*wanted).to_owned(),
+                size,
+                limit: max,
             });
         }
-        out.flush().map_err(write_error)?;
-        files.push(
-            relative
-                .components()
-                .map(|part| part.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/"),
-        );
+        if found.contains_key(*wanted) {
+            return Err(ArchiveError::Duplicate {
+                archive: archive.to_owned(),
+                entry: (*wanted).to_owned(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|error| corrupt(archive, &error))?;
+        found.insert((*wanted).to_owned(), bytes);
     }
-    Ok(files)
+    Ok(found)
 }
 
 /// Reads one entry (at most `max` bytes) without unpacking the rest; `jackal.yaml` comes first.

@@ -2,6 +2,7 @@
 //! operator: the signature (when there is one, or when a key is given), the aggregate checksum in
 //! the definition, every listed file, and no file that is not listed. Every failure names the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jackal_crds::definition::{DefinitionError, PackageDefinition};
@@ -74,6 +75,53 @@ pub enum VerifyError {
     Signature(#[from] SigningError),
 }
 
+/// A package's verified metadata.
+pub struct Metadata {
+    /// The definition.
+    pub definition: PackageDefinition,
+    /// Whether the signature was checked against a key.
+    pub signature_checked: bool,
+    /// Every other file and its sha256, from `checksums.txt`.
+    pub listed: BTreeMap<String, String>,
+}
+
+/// Verifies the definition, its signature (as `options` say) and `checksums.txt` against the
+/// aggregate checksum; the files themselves are the caller's to check against `listed`.
+pub fn verify_metadata(
+    definition_bytes: &[u8],
+    signature: Option<&str>,
+    checksums: &[u8],
+    options: &VerifyOptions,
+) -> Result<Metadata, VerifyError> {
+    let signature_checked = match (signature, &options.public_key) {
+        (Some(signature), Some(key)) => {
+            signing::verify(key, definition_bytes, signature)?;
+            true
+        }
+        (Some(_), None) if options.skip_signature => false,
+        (Some(_), None) => return Err(VerifyError::SignedWithoutKey),
+        (None, Some(_)) => return Err(VerifyError::NotSigned),
+        (None, None) => false,
+    };
+    let text = String::from_utf8_lossy(definition_bytes);
+    let definition = PackageDefinition::parse(&text, DEFINITION)?.validated(DEFINITION)?;
+    let expected = definition
+        .metadata
+        .aggregate_checksum
+        .clone()
+        .ok_or(VerifyError::NoAggregate)?;
+    let actual = sha256(checksums);
+    if expected != actual {
+        return Err(VerifyError::Aggregate { expected, actual });
+    }
+    let listed = parse(&String::from_utf8_lossy(checksums)).map_err(VerifyError::Checksums)?;
+    Ok(Metadata {
+        definition,
+        signature_checked,
+        listed,
+    })
+}
+
 /// Verifies the package unpacked in `root`.
 pub fn verify_dir(root: &Path, options: &VerifyOptions) -> Result<Verified, VerifyError> {
     let read = |name: &str| {
@@ -84,33 +132,20 @@ pub fn verify_dir(root: &Path, options: &VerifyOptions) -> Result<Verified, Veri
         return Err(VerifyError::Missing(DEFINITION));
     }
     let definition_bytes = read(DEFINITION)?;
-    let signature_checked = match (root.join(SIGNATURE).exists(), &options.public_key) {
-        (true, Some(key)) => {
-            let signature = String::from_utf8_lossy(&read(SIGNATURE)?).into_owned();
-            signing::verify(key, &definition_bytes, &signature)?;
-            true
-        }
-        (true, None) if options.skip_signature => false,
-        (true, None) => return Err(VerifyError::SignedWithoutKey),
-        (false, Some(_)) => return Err(VerifyError::NotSigned),
-        (false, None) => false,
+    let signature = if root.join(SIGNATURE).exists() {
+        Some(String::from_utf8_lossy(&read(SIGNATURE)?).into_owned())
+    } else {
+        None
     };
-    let text = String::from_utf8_lossy(&definition_bytes);
-    let definition = PackageDefinition::parse(&text, DEFINITION)?.validated(DEFINITION)?;
     if !root.join(CHECKSUMS).exists() {
         return Err(VerifyError::Missing(CHECKSUMS));
     }
     let checksums = read(CHECKSUMS)?;
-    let expected = definition
-        .metadata
-        .aggregate_checksum
-        .clone()
-        .ok_or(VerifyError::NoAggregate)?;
-    let actual = sha256(&checksums);
-    if expected != actual {
-        return Err(VerifyError::Aggregate { expected, actual });
-    }
-    let listed = parse(&String::from_utf8_lossy(&checksums)).map_err(VerifyError::Checksums)?;
+    let Metadata {
+        definition,
+        signature_checked,
+        listed,
+    } = verify_metadata(&definition_bytes, signature.as_deref(), &checksums, options)?;
     let mut present = Vec::new();
     collect(root, root, &mut present).map_err(|error| VerifyError::Read {
         path: root.to_owned(),

@@ -125,13 +125,11 @@ fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn publish_package(args: PublishArgs) -> anyhow::Result<()> {
-    let scratch = scratch_for(&args.package);
     let progress = Progress::new();
     let published = runtime()?.block_on(oci::publish(
         &args.package,
         &args.target,
         &args.insecure_registries,
-        &scratch,
         &progress,
     ));
     progress.finish();

@@ -1,20 +1,27 @@
-//! `package publish`: the package unpacked and checked, then every file pushed as a layer of
-//! one artifact (blobs the registry has are skipped), then the config and the manifest.
+//! `package publish`: streams a package file into a registry as one artifact without unpacking
+//! it. The metadata at the front of the archive is read and verified first; then one pass over
+//! the archive pushes every file the registry lacks as a layer, checking each against
+//! `checksums.txt` on the way; uploads that fail are retried in further passes; the config and the
+//! manifest go last, so a tag never points at missing blobs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::SinkExt;
+use futures::channel::mpsc;
+use futures::stream::{self, StreamExt};
 use oci_client::Reference;
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
+use sha2::{Digest, Sha256};
 
 use super::{
-    ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL,
+    ARTIFACT_TYPE, ATTEMPTS, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL,
     PackageConfig, TITLE, annotations, parse_target, registry_error, retry,
 };
-use crate::package::archive::{self, Limits};
-use crate::package::checksums::{self, file_sha256};
-use crate::package::verify::{VerifyError, VerifyOptions, verify_dir};
+use crate::package::archive::{self, Entry, Limits};
+use crate::package::checksums;
+use crate::package::verify::{VerifyError, VerifyOptions, verify_metadata};
 use crate::package::{CHECKSUMS, DEFINITION, SIGNATURE, hex_of};
 use crate::progress::Progress;
 use crate::registry::{self, Credentials};
@@ -26,37 +33,36 @@ pub struct Published {
     pub reference: String,
     /// Manifest digest.
     pub digest: String,
-    /// Layers pushed, and layers the registry already had.
+    /// Layers pushed.
     pub pushed: usize,
     /// Layers skipped because the registry already had them.
     pub skipped: usize,
 }
 
+/// Largest metadata file (definition, signature, checksums) read into memory.
+const METADATA_LIMIT: u64 = 64 << 20;
+/// Bytes per chunk handed from the archive reader to an upload.
+const CHUNK: usize = 1 << 20;
+
 /// Pushes the package file `package` to `target` (`oci://REGISTRY/NAMESPACE`), tagged with its
-/// version (and flavor). `scratch` must not exist; it is removed afterwards.
+/// version (and flavor).
 pub async fn publish(
     package: &Path,
     target: &str,
     insecure: &[String],
-    scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<Published, OciError> {
-    let (host, repository_base) = parse_target(target)?;
-    archive::extract(package, scratch, &Limits::default())?;
-    let result = publish_unpacked(scratch, &host, &repository_base, insecure, progress).await;
-    let _ = std::fs::remove_dir_all(scratch);
-    result
-}
-
-async fn publish_unpacked(
-    root: &Path,
-    host: &str,
-    base: &str,
-    insecure: &[String],
-    progress: &dyn Progress,
-) -> Result<Published, OciError> {
-    let verified = verify_dir(
-        root,
+    let (host, base) = parse_target(target)?;
+    let metadata = archive::read_leading(package, &[DEFINITION, SIGNATURE, CHECKSUMS], METADATA_LIMIT)?;
+    let definition_bytes = metadata.get(DEFINITION).ok_or(VerifyError::Missing(DEFINITION))?;
+    let checksums_bytes = metadata.get(CHECKSUMS).ok_or(VerifyError::Missing(CHECKSUMS))?;
+    let signature = metadata
+        .get(SIGNATURE)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    let verified = verify_metadata(
+        definition_bytes,
+        signature.as_deref(),
+        checksums_bytes,
         &VerifyOptions {
             skip_signature: true,
             ..VerifyOptions::default()
@@ -72,97 +78,100 @@ async fn publish_unpacked(
         OciError::Reference(reference_text.clone(), error.to_string())
     })?;
 
-    // The layers: every file, with the digest checksums.txt already vouches for.
-    let listed =
-        checksums::parse(
-            &std::fs::read_to_string(root.join(CHECKSUMS)).map_err(|source| OciError::Io {
-                path: root.join(CHECKSUMS),
-                source,
-            })?,
-        )
-        .map_err(|message| OciError::Verify(VerifyError::Checksums(message)))?;
-    let mut layers = Vec::new();
-    for special in [DEFINITION, SIGNATURE, CHECKSUMS] {
-        let path = root.join(special);
-        if path.exists() {
-            let digest = file_sha256(&path).map_err(|source| OciError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            layers.push(layer(
-                special,
-                &digest,
-                std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-            ));
-        }
-    }
-    for (path, digest) in &listed {
-        let size = std::fs::metadata(root.join(path))
-            .map(|m| m.len())
-            .map_err(|source| OciError::Io {
-                path: root.join(path),
-                source,
-            })?;
-        layers.push(layer(path, digest, size));
-    }
-
-    let client = registry::client(&[host.to_owned()], insecure);
-    let auth = Credentials::load().for_host(host);
+    let client = registry::client(std::slice::from_ref(&host), insecure);
+    let auth = Credentials::load().for_host(&host);
     client
         .store_auth_if_needed(reference.resolve_registry(), &auth)
         .await;
-    let client = &client;
-    let reference_ref = &reference;
-    let counts = std::sync::Mutex::new((0usize, 0usize));
-    progress.step(&format!(
-        "publishing {} files of {} to {reference_text}",
-        layers.len(),
-        definition.metadata.name
-    ));
-    stream::iter(layers.iter().map(Ok::<_, OciError>))
-        .try_for_each_concurrent(PARALLEL, |descriptor| {
-            let counts = &counts;
+
+    // The digest of every layer: the metadata hashed here, the rest vouched for by checksums.txt.
+    let mut digests: BTreeMap<String, String> = metadata
+        .iter()
+        .map(|(title, bytes)| (title.clone(), checksums::sha256(bytes)))
+        .collect();
+    digests.extend(verified.listed.clone());
+    let present: BTreeSet<String> = stream::iter(digests.iter())
+        .map(|(title, digest)| {
+            let (client, reference) = (&client, &reference);
             async move {
-                let title = descriptor
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(TITLE))
-                    .cloned()
-                    .unwrap_or_default();
                 let exists = client
-                    .blob_exists(reference_ref, &descriptor.digest)
+                    .blob_exists(reference, &format!("sha256:{}", hex_of(digest)))
                     .await
                     .unwrap_or(false);
-                if exists {
-                    if let Ok(mut counts) = counts.lock() {
-                        counts.1 += 1;
-                    }
-                    return Ok(());
-                }
-                let path = root.join(&title);
-                progress.expect_bytes(u64::try_from(descriptor.size).unwrap_or(0));
-                retry(&title, || {
-                    push_file(
-                        client,
-                        reference_ref,
-                        &path,
-                        &descriptor.digest,
-                        descriptor.size,
-                        progress,
-                    )
-                })
-                .await?;
-                if let Ok(mut counts) = counts.lock() {
-                    counts.0 += 1;
-                }
-                Ok(())
+                exists.then(|| title.clone())
             }
         })
-        .await?;
+        .buffer_unordered(PARALLEL)
+        .filter_map(|title| async move { title })
+        .collect()
+        .await;
 
-    let architecture = definition.metadata.architecture.clone().unwrap_or_default();
+    progress.step(&format!(
+        "publishing {} files of {} to {reference_text} ({} already there)",
+        digests.len(),
+        definition.metadata.name,
+        present.len()
+    ));
+    for (title, bytes) in &metadata {
+        if present.contains(title) {
+            continue;
+        }
+        let digest = format!("sha256:{}", checksums::sha256(bytes));
+        retry(title, || async {
+            client
+                .push_blob(&reference, bytes.clone(), &digest)
+                .await
+                .map(|_| ())
+                .map_err(|error| registry_error(title, error))
+        })
+        .await?;
+    }
+
+    // The other files, streamed from the archive; failed uploads are retried in another pass.
+    let mut wanted: BTreeSet<String> = verified
+        .listed
+        .keys()
+        .filter(|title| !present.contains(*title))
+        .cloned()
+        .collect();
+    let mut sizes: BTreeMap<String, u64> = metadata
+        .iter()
+        .map(|(title, bytes)| (title.clone(), bytes.len() as u64))
+        .collect();
+    let mut attempt = 0;
+    let mut first_pass = true;
+    while first_pass || !wanted.is_empty() {
+        attempt += 1;
+        let pass = stream_pass(package, &verified.listed, &wanted, &client, &reference, progress).await?;
+        if first_pass {
+            sizes.extend(pass.sizes);
+            first_pass = false;
+        }
+        let failed: BTreeMap<String, String> = pass.failed;
+        if let Some((title, message)) = failed.iter().next() {
+            if attempt >= ATTEMPTS {
+                return Err(registry_error(title.clone(), message));
+            }
+            progress.step(&format!("retrying {} uploads ({title}: {message})", failed.len()));
+            tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+        wanted = failed.into_keys().collect();
+    }
+
+    // The manifest lists the metadata first, then the rest as checksums.txt does.
+    let layers: Vec<OciDescriptor> = [DEFINITION, SIGNATURE, CHECKSUMS]
+        .into_iter()
+        .filter(|title| metadata.contains_key(*title))
+        .map(str::to_owned)
+        .chain(verified.listed.keys().cloned())
+        .map(|title| {
+            let digest = digests.get(&title).cloned().unwrap_or_default();
+            let size = sizes.get(&title).copied().unwrap_or(0);
+            layer(&title, &digest, size)
+        })
+        .collect();
     let config = PackageConfig {
-        architecture,
+        architecture: definition.metadata.architecture.clone().unwrap_or_default(),
         oci_version: "1.1.0".into(),
         annotations: annotations(&definition),
     };
@@ -186,19 +195,22 @@ async fn publish_unpacked(
     });
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(|error| registry_error("manifest", error))?;
     let digest = format!("sha256:{}", checksums::sha256(&manifest_bytes));
-    let content_type = MANIFEST_MEDIA_TYPE
+    let content_type: reqwest::header::HeaderValue = MANIFEST_MEDIA_TYPE
         .parse()
         .map_err(|error| registry_error("manifest", error))?;
-    client
-        .push_manifest_raw(&reference, manifest_bytes, content_type)
-        .await
-        .map_err(|error| registry_error(&reference_text, error))?;
-    let (pushed, skipped) = counts.lock().map(|counts| *counts).unwrap_or_default();
+    retry(&reference_text, || async {
+        client
+            .push_manifest_raw(&reference, manifest_bytes.clone(), content_type.clone())
+            .await
+            .map(|_| ())
+            .map_err(|error| registry_error(&reference_text, error))
+    })
+    .await?;
     Ok(Published {
         reference: reference_text,
         digest,
-        pushed,
-        skipped,
+        pushed: digests.len() - present.len(),
+        skipped: present.len(),
     })
 }
 
@@ -212,46 +224,132 @@ fn layer(title: &str, digest: &str, size: u64) -> OciDescriptor {
     }
 }
 
-/// Pushes a file as a blob, streamed (monolithic PUT with the size known).
-async fn push_file(
+/// What one pass over the archive did.
+struct Pass {
+    /// The size of every file in the archive (from the headers).
+    sizes: BTreeMap<String, u64>,
+    /// Uploads that failed, with the registry's message.
+    failed: BTreeMap<String, String>,
+}
+
+/// A file the archive reader hands to the uploader: its title, size and a stream of its bytes.
+struct Upload {
+    title: String,
+    size: u64,
+    chunks: mpsc::Receiver<Result<bytes::Bytes, OciDistributionError>>,
+}
+
+/// One pass over `package`: a blocking reader walks the archive (refusing what `extract` refuses,
+/// and files not in `listed`), hashing the files in `wanted` as it streams them to uploads run
+/// here one after another. A file whose bytes do not match `listed` stops the pass.
+async fn stream_pass(
+    package: &Path,
+    listed: &BTreeMap<String, String>,
+    wanted: &BTreeSet<String>,
     client: &oci_client::Client,
     reference: &Reference,
-    path: &Path,
-    digest: &str,
-    size: i64,
     progress: &dyn Progress,
-) -> Result<(), OciError> {
-    let file = tokio::fs::File::open(path).await.map_err(|source| OciError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    // The client wants a 'static stream: it reports the bytes it reads through a channel,
-    // drained into `progress` while the upload runs.
-    let (moved, mut reports) = futures::channel::mpsc::unbounded::<u64>();
-    let chunks = stream::unfold((file, moved), |(mut file, moved)| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buffer = vec![0u8; 1 << 20];
-        match file.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(read) => {
-                buffer.truncate(read);
-                let _ = moved.unbounded_send(read as u64);
-                Some((Ok(bytes::Bytes::from(buffer)), (file, moved)))
-            }
-            Err(error) => Some((
-                Err(oci_client::errors::OciDistributionError::IoError(error)),
-                (file, moved),
-            )),
-        }
-    });
-    let upload = client.push_blob_stream(reference, chunks, digest, Some(u64::try_from(size).unwrap_or(0)));
-    let report = async {
-        while let Some(bytes) = reports.next().await {
-            progress.moved_bytes(bytes);
-        }
+) -> Result<Pass, OciError> {
+    let (uploads, mut next) = mpsc::channel::<Upload>(1);
+    let reader = {
+        let (package, listed, wanted) = (package.to_owned(), listed.clone(), wanted.clone());
+        tokio::task::spawn_blocking(move || read_archive(&package, &listed, &wanted, uploads))
     };
-    let (result, ()) = futures::join!(upload, report);
-    result
-        .map(|_| ())
-        .map_err(|error| registry_error(path.display().to_string(), error))
+    let mut failed = BTreeMap::new();
+    while let Some(upload) = next.next().await {
+        progress.expect_bytes(upload.size);
+        let digest = format!(
+            "sha256:{}",
+            hex_of(listed.get(&upload.title).map(String::as_str).unwrap_or_default())
+        );
+        let (moved, mut reports) = mpsc::unbounded::<u64>();
+        let chunks = upload.chunks.inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                let _ = moved.unbounded_send(bytes.len() as u64);
+            }
+        });
+        let push = client.push_blob_stream(reference, chunks, &digest, Some(upload.size));
+        let report = async {
+            while let Some(bytes) = reports.next().await {
+                progress.moved_bytes(bytes);
+            }
+        };
+        let (result, ()) = futures::join!(push, report);
+        if let Err(error) = result {
+            failed.insert(upload.title, error.to_string());
+        }
+    }
+    let sizes = reader
+        .await
+        .map_err(|error| registry_error(package.display().to_string(), error))??;
+    Ok(Pass { sizes, failed })
+}
+
+/// The blocking half of a pass: returns the size of every file.
+fn read_archive(
+    package: &Path,
+    listed: &BTreeMap<String, String>,
+    wanted: &BTreeSet<String>,
+    mut uploads: mpsc::Sender<Upload>,
+) -> Result<BTreeMap<String, u64>, OciError> {
+    let mut sizes = BTreeMap::new();
+    archive::visit(package, &Limits::default(), false, |entry| {
+        let Entry::File { path, size, content } = entry else {
+            return Ok(());
+        };
+        sizes.insert(path.to_owned(), size);
+        if [DEFINITION, SIGNATURE, CHECKSUMS].contains(&path) {
+            return Ok(());
+        }
+        let Some(expected) = listed.get(path) else {
+            return Err(OciError::Verify(VerifyError::Unexpected(path.to_owned())));
+        };
+        if !wanted.contains(path) {
+            return Ok(());
+        }
+        let (mut chunks, receiver) = mpsc::channel(2);
+        let upload = Upload {
+            title: path.to_owned(),
+            size,
+            chunks: receiver,
+        };
+        if futures::executor::block_on(uploads.send(upload)).is_err() {
+            return Ok(());
+        }
+        let mut hasher = Sha256::new();
+        loop {
+            let mut buffer = vec![0u8; CHUNK];
+            let read = content
+                .read(&mut buffer)
+                .map_err(|error| OciError::Archive(archive::read_failed(package, path, &error)))?;
+            if read == 0 {
+                break;
+            }
+            buffer.truncate(read);
+            hasher.update(&buffer);
+            if futures::executor::block_on(chunks.send(Ok(bytes::Bytes::from(buffer)))).is_err() {
+                // The upload failed and was recorded; the rest of this file is skipped.
+                return Ok(());
+            }
+        }
+        let actual = crate::hex(&hasher.finalize());
+        if &actual != expected {
+            // Fail the upload before it completes, then the publish.
+            let _ = futures::executor::block_on(chunks.send(Err(OciDistributionError::GenericError(Some(
+                format!("{path} does not match checksums.txt"),
+            )))));
+            return Err(OciError::Verify(VerifyError::FileMismatch {
+                path: path.to_owned(),
+                expected: expected.clone(),
+                actual,
+            }));
+        }
+        Ok(())
+    })?;
+    for path in listed.keys() {
+        if !sizes.contains_key(path) {
+            return Err(OciError::Verify(VerifyError::FileMissing(path.clone())));
+        }
+    }
+    Ok(sizes)
 }
