@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use warp::http::StatusCode;
-use warp::{Filter, Reply};
+use warp::{Filter, Rejection, Reply};
 
 use crate::metrics::Metrics;
 use crate::webhook::tls::CertificateStore;
@@ -27,30 +27,38 @@ pub fn routes(
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
         });
+    metrics
+        .or(probes(certificates))
+        .recover(|_| async {
+            Ok::<_, Infallible>(warp::reply::with_status("not found", StatusCode::NOT_FOUND))
+        })
+        .map(Reply::into_response)
+}
+
+/// `/healthz` (the process is up) and `/readyz` (a serving certificate is loaded), on the admin
+/// port and on the webhook's.
+pub fn probes(
+    certificates: Arc<CertificateStore>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let healthz = warp::path("healthz")
         .and(warp::path::end())
         .and(warp::get())
-        .map(|| "ok");
+        .map(|| "ok".into_response());
     let readyz = warp::path("readyz")
         .and(warp::path::end())
         .and(warp::get())
         .map(move || {
             if certificates.is_loaded() {
-                warp::reply::with_status("ok", StatusCode::OK)
+                warp::reply::with_status("ok", StatusCode::OK).into_response()
             } else {
                 warp::reply::with_status(
-                    "no webhook serving certificate loaded yet",
+                    "no serving certificate loaded yet",
                     StatusCode::SERVICE_UNAVAILABLE,
                 )
+                .into_response()
             }
         });
-    metrics
-        .or(healthz)
-        .or(readyz)
-        .recover(|_| async {
-            Ok::<_, Infallible>(warp::reply::with_status("not found", StatusCode::NOT_FOUND))
-        })
-        .map(Reply::into_response)
+    healthz.or(readyz).unify()
 }
 
 /// Serves `routes` on `listener` until `shutdown` completes.

@@ -122,26 +122,8 @@ pub fn routes(
                 status,
             )
         });
-    let healthz = warp::path("healthz")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(|| "ok");
-    let readyz = warp::path("readyz")
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(move || {
-            if state.certificates.is_loaded() {
-                warp::reply::with_status("ok", StatusCode::OK)
-            } else {
-                warp::reply::with_status(
-                    "no serving certificate loaded yet",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                )
-            }
-        });
     mutate
-        .or(healthz)
-        .or(readyz)
+        .or(crate::admin::probes(Arc::clone(&state.certificates)))
         .recover(rejection)
         .map(Reply::into_response)
 }
