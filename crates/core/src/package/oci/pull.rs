@@ -15,7 +15,7 @@ use super::{CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL, TITLE, r
 use crate::layout::{Layout, REFERENCE_ANNOTATION};
 use crate::package::archive::{self, ArchiveError};
 use crate::package::inspect::{self, Inspection};
-use crate::package::verify::{VerifyError, VerifyOptions, verify_dir};
+use crate::package::verify::{Metadata, VerifyError, VerifyOptions, verify_metadata};
 use crate::package::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE, file_name, hex_of};
 use crate::progress::{CountingWriter, Progress};
 use crate::registry::{self, Credentials};
@@ -237,14 +237,7 @@ async fn pull_into(
             .sum(),
     );
     artifact.download(wanted.clone()).await?;
-    let verified = verify_dir(
-        artifact.root,
-        &VerifyOptions {
-            skip_signature: true,
-            partial,
-            ..VerifyOptions::default()
-        },
-    )?;
+    let verified = verify_layers(artifact, partial)?;
     let architecture = verified
         .definition
         .metadata
@@ -267,6 +260,56 @@ async fn pull_into(
         files: wanted.len() + if partial { metadata.len() } else { 0 },
         partial,
     })
+}
+
+/// Verifies a downloaded package without hashing its files again: the client checked every
+/// layer against its digest while downloading, so it is enough to verify the metadata and compare
+/// each layer's digest with `checksums.txt`. With `partial`, listed files may be absent.
+fn verify_layers(artifact: &Artifact<'_>, partial: bool) -> Result<Metadata, OciError> {
+    let read = |name: &str| -> Result<Option<Vec<u8>>, OciError> {
+        let path = artifact.root.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        std::fs::read(&path)
+            .map(Some)
+            .map_err(|source| OciError::Io { path, source })
+    };
+    let definition = read(DEFINITION)?.ok_or(VerifyError::Missing(DEFINITION))?;
+    let checksums = read(CHECKSUMS)?.ok_or(VerifyError::Missing(CHECKSUMS))?;
+    let signature = read(SIGNATURE)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let metadata = verify_metadata(
+        &definition,
+        signature.as_deref(),
+        &checksums,
+        &VerifyOptions {
+            skip_signature: true,
+            ..VerifyOptions::default()
+        },
+    )?;
+    for title in artifact.layers.keys() {
+        if ![DEFINITION, SIGNATURE, CHECKSUMS].contains(&title.as_str())
+            && !metadata.listed.contains_key(title)
+        {
+            return Err(VerifyError::Unexpected(title.clone()).into());
+        }
+    }
+    for (path, expected) in &metadata.listed {
+        match artifact.layers.get(path) {
+            Some(layer) if hex_of(&layer.digest) != expected => {
+                return Err(VerifyError::FileMismatch {
+                    path: path.clone(),
+                    expected: expected.clone(),
+                    actual: hex_of(&layer.digest).to_owned(),
+                }
+                .into());
+            }
+            Some(_) => {}
+            None if partial => {}
+            None => return Err(VerifyError::FileMissing(path.clone()).into()),
+        }
+    }
+    Ok(metadata)
 }
 
 /// Inspects a package in a registry without downloading its content: the metadata and the image
