@@ -10,7 +10,7 @@
 //! and in total, files created exclusively in a fresh directory that is removed again if anything
 //! is wrong. Every refusal names the entry.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -491,8 +491,8 @@ pub fn read_leading(
     archive: &Path,
     names: &[&str],
     max: u64,
-) -> Result<std::collections::BTreeMap<String, Vec<u8>>, ArchiveError> {
-    let mut found = std::collections::BTreeMap::new();
+) -> Result<BTreeMap<String, Vec<u8>>, ArchiveError> {
+    let mut found = BTreeMap::new();
     let mut tar = tar::Archive::new(open(archive)?);
     for entry in tar.entries().map_err(|error| corrupt(archive, &error))? {
         let mut entry = entry.map_err(|error| corrupt(archive, &error))?;
@@ -526,36 +526,6 @@ pub fn read_leading(
         found.insert((*wanted).to_owned(), bytes);
     }
     Ok(found)
-}
-
-/// Reads one entry (at most `max` bytes) without unpacking the rest; `jackal.yaml` comes first.
-pub fn read_entry(archive: &Path, wanted: &str, max: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
-    let mut tar = tar::Archive::new(open(archive)?);
-    for entry in tar.entries().map_err(|error| corrupt(archive, &error))? {
-        let mut entry = entry.map_err(|error| corrupt(archive, &error))?;
-        let name = entry
-            .path()
-            .map_err(|error| corrupt(archive, &error))?
-            .into_owned();
-        if entry_path(archive, &name)? != Path::new(wanted) {
-            continue;
-        }
-        let size = entry.header().size().map_err(|error| corrupt(archive, &error))?;
-        if size > max {
-            return Err(ArchiveError::TooLarge {
-                archive: archive.to_owned(),
-                entry: wanted.to_owned(),
-                size,
-                limit: max,
-            });
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|error| corrupt(archive, &error))?;
-        return Ok(Some(bytes));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

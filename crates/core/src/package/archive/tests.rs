@@ -66,8 +66,8 @@ fn writing_is_deterministic_and_round_trips() {
         "same content, same bytes"
     );
 
-    let definition = read_entry(&first, "jackal.yaml", 1 << 20).unwrap().unwrap();
-    assert_eq!(definition, b"kind: JackalPackageConfig\n");
+    let leading = read_leading(&first, &[DEFINITION], 1 << 20).unwrap();
+    assert_eq!(leading[DEFINITION], b"kind: JackalPackageConfig\n");
     let out = root.join("out");
     let mut files = extract(&first, &out, &Limits::default()).unwrap();
     assert_eq!(files[0], "jackal.yaml", "the definition comes first");

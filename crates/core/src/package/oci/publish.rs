@@ -138,24 +138,24 @@ pub async fn publish(
         .iter()
         .map(|(title, bytes)| (title.clone(), bytes.len() as u64))
         .collect();
-    let mut attempt = 0;
-    let mut first_pass = true;
-    while first_pass || !wanted.is_empty() {
-        attempt += 1;
+    for attempt in 1..=ATTEMPTS {
         let pass = stream_pass(package, &verified.listed, &wanted, &client, &reference, progress).await?;
-        if first_pass {
+        if attempt == 1 {
+            // Every pass reads every header; the first one's sizes serve the manifest.
             sizes.extend(pass.sizes);
-            first_pass = false;
         }
-        let failed: BTreeMap<String, String> = pass.failed;
-        if let Some((title, message)) = failed.iter().next() {
-            if attempt >= ATTEMPTS {
-                return Err(registry_error(title.clone(), message));
-            }
-            progress.step(&format!("retrying {} uploads ({title}: {message})", failed.len()));
-            tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+        let Some((title, message)) = pass.failed.iter().next() else {
+            break;
+        };
+        if attempt == ATTEMPTS {
+            return Err(registry_error(title.clone(), message));
         }
-        wanted = failed.into_keys().collect();
+        progress.step(&format!(
+            "retrying {} uploads ({title}: {message})",
+            pass.failed.len()
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+        wanted = pass.failed.into_keys().collect();
     }
 
     // The manifest lists the metadata first, then the rest as checksums.txt does.
