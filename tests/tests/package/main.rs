@@ -85,3 +85,8 @@ fn run_ok(args: &[&str]) -> anyhow::Result<String> {
         stderr(&output)
     ))
 }
+
+/// `kubectl jackal package publish PACKAGE TARGET`, failing unless it succeeds; returns its output.
+fn publish_ok(package: &Path, target: &str) -> anyhow::Result<String> {
+    run_ok(&["package", "publish", package.to_str().unwrap_or_default(), target])
+}

@@ -3,7 +3,7 @@
 
 use jackal_tests::{Scratch, connected_registry, http, jackal};
 
-use crate::{create_ok, demo, inspect, run_ok, sha256, stderr};
+use crate::{create_ok, demo, inspect, publish_ok, run_ok, sha256, stderr};
 
 #[tokio::test]
 async fn packages_are_published_and_pulled_back_identical() -> anyhow::Result<()> {
@@ -11,23 +11,13 @@ async fn packages_are_published_and_pulled_back_identical() -> anyhow::Result<()
     let package = create_ok(&demo(), &scratch.path().join("created"), &["--flavor", "full"])?;
     let registry = connected_registry();
     let namespace = format!("oci://{registry}/oci-test-{}", std::process::id());
-    let published = run_ok(&[
-        "package",
-        "publish",
-        package.to_str().unwrap_or_default(),
-        &namespace,
-    ])?;
+    let published = publish_ok(&package, &namespace)?;
     let reference = format!("{namespace}/demo:1.0.0-full");
     assert!(
         published.contains(&reference) && published.contains("blobs pushed, 0 already there"),
         "{published}"
     );
-    let again = run_ok(&[
-        "package",
-        "publish",
-        package.to_str().unwrap_or_default(),
-        &namespace,
-    ])?;
+    let again = publish_ok(&package, &namespace)?;
     assert!(
         again.contains("(0 blobs pushed, 13 already there)"),
         "republishing skips what the registry has: {again}"
@@ -120,12 +110,7 @@ async fn partial_pulls_fetch_only_what_components_need() -> anyhow::Result<()> {
         connected_registry(),
         std::process::id()
     );
-    run_ok(&[
-        "package",
-        "publish",
-        package.to_str().unwrap_or_default(),
-        &namespace,
-    ])?;
+    publish_ok(&package, &namespace)?;
     let reference = format!("{namespace}/demo:1.0.0-full");
     let pulled = scratch.path().join("pulled");
     let output = run_ok(&[

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jackal_core::package::sources::package_chart_directory;
 use jackal_tests::{Scratch, connected_registry, http, injector, registry, testbed_dir};
 
-use crate::{create_ok, demo, inspect, run_ok, sha256, stderr};
+use crate::{create_ok, demo, inspect, publish_ok, run_ok, sha256, stderr};
 
 /// A static HTTP server on loopback (python's), killed when dropped.
 struct StaticServer(Child, String);
@@ -182,12 +182,7 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
         connected_registry(),
         std::process::id()
     );
-    run_ok(&[
-        "package",
-        "publish",
-        package.to_str().unwrap_or_default(),
-        &namespace,
-    ])?;
+    publish_ok(&package, &namespace)?;
     let pulled = scratch.path().join("pulled");
     run_ok(&[
         "package",
