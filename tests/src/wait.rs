@@ -1,13 +1,15 @@
 //! Waiting for objects on the real cluster to reach a state, with a deadline and an error that says
-//! what was awaited.
+//! what was awaited and why it did not happen (the object's status, its events, the nodes' state).
 
-use std::fmt::Debug;
+use std::fmt::{Debug, Write as _};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::ListParams;
 use kube::runtime::wait::{Condition, await_condition};
+use kube::{Api, Client};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Waits until `condition` holds for the object `name`, failing after `timeout`.
@@ -19,17 +21,112 @@ pub async fn wait_until<K>(
     condition: impl Condition<K>,
 ) -> anyhow::Result<K>
 where
-    K: kube::Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+    K: kube::Resource + Clone + Debug + Serialize + DeserializeOwned + Send + 'static,
 {
     match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
         Ok(result) => result
             .with_context(|| format!("failed to watch {name}"))?
             .with_context(|| format!("{name} was deleted while waiting until {what}")),
         Err(_) => {
-            let current = api.get_opt(name).await.ok().flatten();
-            bail!("{name} did not become {what} within {timeout:?}; last seen: {current:#?}")
+            let report = describe(api, name).await;
+            bail!("{name} did not become {what} within {timeout:?}\n{report}")
         }
     }
+}
+
+/// What a test needs to see when an object did not reach its state: the object's status (without
+/// the managed fields that bury it), the events about it, and every node's conditions and taints.
+pub async fn describe<K>(api: &Api<K>, name: &str) -> String
+where
+    K: kube::Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let mut report = String::new();
+    let mut namespace = None;
+    match api.get_opt(name).await {
+        Ok(Some(object)) => {
+            namespace = object.meta().namespace.clone();
+            let status = serde_json::to_value(&object)
+                .ok()
+                .and_then(|value| value.get("status").cloned())
+                .unwrap_or_default();
+            let status = serde_json::to_string_pretty(&status).unwrap_or_default();
+            let _ = writeln!(report, "status of {name}: {status}");
+        }
+        Ok(None) => {
+            let _ = writeln!(report, "{name} no longer exists");
+        }
+        Err(error) => {
+            let _ = writeln!(report, "failed to read {name}: {error}");
+        }
+    }
+    let client: Client = api.clone().into_client();
+    let events: Api<Event> = match &namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let by_name = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    match events.list(&by_name).await {
+        Ok(list) => {
+            for event in list.items {
+                let _ = writeln!(
+                    report,
+                    "event: {} {} x{}: {}",
+                    event.type_.unwrap_or_default(),
+                    event.reason.unwrap_or_default(),
+                    event.count.unwrap_or(1),
+                    event.message.unwrap_or_default()
+                );
+            }
+        }
+        Err(error) => {
+            let _ = writeln!(report, "failed to list events: {error}");
+        }
+    }
+    report.push_str(&describe_nodes(&client).await);
+    report
+}
+
+/// Every node's conditions and taints, a line each.
+async fn describe_nodes(client: &Client) -> String {
+    let mut report = String::new();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = match nodes.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(error) => return format!("failed to list nodes: {error}\n"),
+    };
+    if list.items.is_empty() {
+        report.push_str("no nodes registered\n");
+    }
+    for node in list.items {
+        let node_name = node.metadata.name.unwrap_or_default();
+        let spec = node.spec.unwrap_or_default();
+        let taints: Vec<String> = spec
+            .taints
+            .unwrap_or_default()
+            .into_iter()
+            .map(|taint| format!("{}:{}", taint.key, taint.effect))
+            .collect();
+        let conditions: Vec<String> = node
+            .status
+            .and_then(|status| status.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|condition| {
+                format!(
+                    "{}={} ({})",
+                    condition.type_,
+                    condition.status,
+                    condition.message.unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            report,
+            "node {node_name}: unschedulable={:?} taints={taints:?} conditions={conditions:?}",
+            spec.unschedulable.unwrap_or(false)
+        );
+    }
+    report
 }
 
 /// The pod's `Ready` condition is `True`.
