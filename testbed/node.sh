@@ -248,7 +248,11 @@ podLogsDir: $JACKAL_TESTBED_DIR/pod-logs
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}
+# The node shares the host's disk with builds: percentages of a large disk would evict (and taint
+# the node against scheduling) while gigabytes are still free, so the thresholds are absolute.
+evictionHard: {memory.available: "100Mi", nodefs.available: "256Mi", nodefs.inodesFree: "1%", imagefs.available: "256Mi"}
+# A pressure blip during a heavy build would otherwise keep the node tainted for 5 minutes.
+evictionPressureTransitionPeriod: 30s
 maxPods: 110
 shutdownGracePeriod: 0s
 EOF
