@@ -67,6 +67,9 @@ pub enum LayoutError {
     /// No image in the layout carries the reference.
     #[error("no image {reference:?} in the OCI layout {layout}")]
     ImageNotFound { reference: String, layout: PathBuf },
+    /// An index none of whose manifests is in the layout.
+    #[error("index {digest} has none of its manifests in the OCI layout {layout}")]
+    EmptyIndex { digest: String, layout: PathBuf },
 }
 
 /// An OCI image layout directory.
@@ -132,6 +135,10 @@ impl Layout {
     }
 
     /// Every blob `root` reaches, itself included, in a stable order (foreign layers excluded).
+    ///
+    /// An index may be sparse: an image pinned by its index digest is packaged with the index as
+    /// it is (so the digest still resolves) but only its target platform's manifest, so the
+    /// children that are absent are skipped. An index with none of its children is an error.
     pub fn reachable(&self, root: &Descriptor) -> Result<Vec<Descriptor>, LayoutError> {
         let mut seen = BTreeSet::new();
         let mut found = Vec::new();
@@ -144,7 +151,21 @@ impl Layout {
                 let document: Document = read_json(&self.blob_path(&descriptor.digest)?)?;
                 pending.extend(document.config);
                 pending.extend(document.layers);
-                pending.extend(document.manifests);
+                if !document.manifests.is_empty() {
+                    let mut present = Vec::new();
+                    for child in document.manifests {
+                        if self.blob_path(&child.digest)?.exists() {
+                            present.push(child);
+                        }
+                    }
+                    if present.is_empty() {
+                        return Err(LayoutError::EmptyIndex {
+                            digest: descriptor.digest,
+                            layout: self.root.clone(),
+                        });
+                    }
+                    pending.extend(present);
+                }
             }
             found.push(descriptor);
         }
@@ -245,5 +266,69 @@ impl LayoutWriter {
         std::fs::write(&partial, serde_json::to_vec(&index)?)?;
         std::fs::rename(&partial, &path)?;
         Ok(self.layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    fn scratch(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("jackal-layout-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        path
+    }
+
+    /// An image manifest over one layer; returns its descriptor and the layer's.
+    fn image(writer: &LayoutWriter, content: &[u8]) -> (Descriptor, Descriptor) {
+        let layer = writer
+            .write_blob("application/vnd.oci.image.layer.v1.tar", content)
+            .expect("layer");
+        let config = writer
+            .write_blob("application/vnd.oci.image.config.v1+json", b"{}")
+            .expect("config");
+        let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer]});
+        let manifest = writer
+            .write_blob(MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
+            .expect("manifest");
+        (manifest, layer)
+    }
+
+    #[test]
+    fn a_sparse_index_reaches_only_the_platforms_it_holds() {
+        let root = scratch("sparse");
+        let writer = LayoutWriter::create(&root).expect("layout");
+        let (amd64, amd64_layer) = image(&writer, b"amd64 layer");
+        let (arm64, arm64_layer) = image(&writer, b"arm64 layer");
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [amd64, arm64]});
+        let index = writer
+            .write_blob(INDEX, &serde_json::to_vec(&index).expect("json"))
+            .expect("index");
+        let layout = writer.finish().expect("finish");
+
+        let digests = |found: Vec<Descriptor>| found.into_iter().map(|d| d.digest).collect::<BTreeSet<_>>();
+        let full = digests(layout.reachable(&index).expect("full index"));
+        assert!(full.contains(&arm64_layer.digest) && full.contains(&amd64_layer.digest));
+
+        // Without the arm64 manifest, the index is sparse: the rest is still reached.
+        std::fs::remove_file(layout.blob_path(&arm64.digest).expect("path")).expect("remove");
+        let sparse = digests(layout.reachable(&index).expect("sparse index"));
+        assert!(sparse.contains(&index.digest) && sparse.contains(&amd64.digest));
+        assert!(sparse.contains(&amd64_layer.digest));
+        assert!(!sparse.contains(&arm64.digest) && !sparse.contains(&arm64_layer.digest));
+
+        // With no platform left, the index names itself.
+        std::fs::remove_file(layout.blob_path(&amd64.digest).expect("path")).expect("remove");
+        let error = layout.reachable(&index).expect_err("empty index");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("index {} has none of its manifests", index.digest)),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

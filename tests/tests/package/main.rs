@@ -6,6 +6,7 @@
 mod create;
 mod hostile;
 mod oci;
+mod platforms;
 mod signing;
 mod sources;
 

@@ -1,10 +1,11 @@
 //! Images into the package's shared OCI layout: from registries (with overrides, plain HTTP for
 //! loopback, docker credentials), from OCI image layouts and OCI archives, and from `docker save`
 //! archives. Multi-platform indexes are reduced to the target platform's manifest, whose bytes
-//! (and so digest) are kept exactly. Blobs are streamed to disk, verified, and stored once however
+//! (and so digest) are kept exactly; an image pinned by its index digest keeps the index too, as a
+//! sparse index holding only that platform. Blobs are streamed to disk, verified, and stored once however
 //! many images share them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -235,8 +236,12 @@ impl ImageCollector {
             .cloned()
             .collect();
         let size = manifest.0.len() as u64 + blobs.iter().map(|blob| blob.size).sum::<u64>();
+        // A manifest may list one blob twice (two identical layers): fetch it once, or two
+        // downloads would share its `.partial` file.
+        let mut unique = BTreeSet::new();
         let missing: Vec<Descriptor> = blobs
             .into_iter()
+            .filter(|blob| unique.insert(blob.digest.clone()))
             .filter(|blob| !self.blob_path(&blob.digest).exists())
             .collect();
         progress.expect_bytes(missing.iter().map(|blob| blob.size).sum());
