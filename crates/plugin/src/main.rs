@@ -13,8 +13,43 @@ fn main() -> std::process::ExitCode {
     match commands::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", render(&error));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once: many messages already end with their cause.
+fn render(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use jackal_core::layout::LayoutError;
+
+    #[test]
+    fn causes_are_said_once() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let read = LayoutError::Read {
+            path: "blob".into(),
+            source,
+        };
+        let error = anyhow::Error::new(read).context("inspect failed");
+        assert_eq!(
+            render(&error),
+            "inspect failed: failed to read blob: no such file"
+        );
+        let plain = anyhow::anyhow!("bottom").context("middle").context("top");
+        assert_eq!(render(&plain), "top: middle: bottom");
     }
 }
