@@ -4,7 +4,7 @@
 //!
 //! It accepts the original tool's v1alpha1 definitions as they are, Jackal's and Zarf's kinds
 //! alike: every field those define is known here, including the ones Jackal does not act on yet
-//! (`actions`, `repos`, `dataInjections`, …), which are kept verbatim. Unknown fields are errors,
+//! (`actions`, `repos`, `dataInjections`, `values`, `stateAccess`, …), which are kept verbatim. Unknown fields are errors,
 //! so a typo is reported with its line instead of being silently ignored.
 
 use std::collections::BTreeMap;
@@ -36,6 +36,12 @@ pub struct PackageDefinition {
     /// Values given at deploy time: `###JACKAL_VAR_NAME###`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<VariableDefinition>,
+    /// Package-level values files and schema for Go-template values (Zarf; carried, not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Opaque>,
+    /// Documentation files shipped with the package, by name (Zarf; carried, not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documentation: Option<Opaque>,
 }
 
 /// The kind of package.
@@ -140,6 +146,12 @@ pub struct Build {
     /// Whether `jackal.yaml.sig` signs the package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<bool>,
+    /// Tool versions the package needs to deploy (Zarf; carried, not checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_requirements: Vec<Opaque>,
+    /// Files of the package that `checksums.txt` does not cover, such as signatures (Zarf).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provenance_files: Vec<String>,
 }
 
 /// One component.
@@ -202,6 +214,9 @@ pub struct Component {
     /// kstatus health checks after deploy (Zarf).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<Opaque>,
+    /// Cluster state the component's templates may read (Zarf; carried, not acted on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_access: Vec<Opaque>,
 }
 
 impl Component {
@@ -418,6 +433,7 @@ pub struct VariableDefinition {
     pub kind: Option<String>,
 }
 
+mod locate;
 mod validate;
 
 pub use validate::{DefinitionError, Problem};

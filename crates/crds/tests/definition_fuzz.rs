@@ -106,7 +106,8 @@ fn apply(text: &str, edit: &Edit) -> String {
 
 /// Parses and validates as `package create` does; the error, if any, must name the file.
 fn check(text: &str) -> Result<(), TestCaseError> {
-    let result = PackageDefinition::parse(text, SOURCE).and_then(|definition| definition.validated(SOURCE));
+    let result =
+        PackageDefinition::parse(text, SOURCE).and_then(|definition| definition.validated(SOURCE, text));
     if let Err(error) = result {
         let message = error.to_string();
         prop_assert!(
@@ -167,7 +168,7 @@ fn cases(default: u32) -> u32 {
 fn an_empty_definition_names_the_file() {
     for text in ["", "\n", "# only a comment\n"] {
         let error =
-            PackageDefinition::parse(text, SOURCE).and_then(|definition| definition.validated(SOURCE));
+            PackageDefinition::parse(text, SOURCE).and_then(|definition| definition.validated(SOURCE, text));
         let message = error.err().map(|error| error.to_string()).unwrap_or_default();
         assert!(message.contains(SOURCE), "{text:?} gave {message:?}");
     }

@@ -157,8 +157,9 @@ async fn bad_definitions_are_refused_with_file_line_and_field() -> anyhow::Resul
     )?;
     let message = stderr(&create(&invalid, &output, &[])?);
     assert!(
-        message.contains("metadata.name: must be lowercase")
-            && message.contains("components[0].charts[0].version"),
+        message.contains("invalid/jackal.yaml")
+            && message.contains("line 3: metadata.name: must be lowercase")
+            && message.contains("line 7: components[0].charts[0].version"),
         "{message}"
     );
 

@@ -235,7 +235,7 @@ pub async fn create(options: &CreateOptions, progress: &dyn Progress) -> Result<
         ..options.clone()
     };
     let text = apply_create_templates(&text, &options.set, &architecture)?;
-    let mut definition = PackageDefinition::parse(&text, &shown)?.validated(&shown)?;
+    let mut definition = PackageDefinition::parse(&text, &shown)?.validated(&shown, &text)?;
     let all = definition.components.len();
     definition
         .components
@@ -286,10 +286,19 @@ async fn build(
     };
     std::fs::create_dir_all(package.join(COMPONENTS)).map_err(write_error(&package))?;
 
+    if definition.values.is_some() {
+        progress.step("package values are carried in the package but not applied by Jackal yet");
+    }
     for component in &definition.components {
         if component.actions.is_some() {
             progress.step(&format!(
                 "component {}: actions are carried in the package but not run by Jackal yet",
+                component.name
+            ));
+        }
+        if !component.state_access.is_empty() {
+            progress.step(&format!(
+                "component {}: stateAccess is carried in the package but not acted on by Jackal yet",
                 component.name
             ));
         }

@@ -104,7 +104,7 @@ pub fn verify_metadata(
         (None, None) => false,
     };
     let text = String::from_utf8_lossy(definition_bytes);
-    let definition = PackageDefinition::parse(&text, DEFINITION)?.validated(DEFINITION)?;
+    let definition = PackageDefinition::parse(&text, DEFINITION)?.validated(DEFINITION, &text)?;
     let expected = definition
         .metadata
         .aggregate_checksum

@@ -13,10 +13,15 @@ pub struct Problem {
     pub field: String,
     /// What is wrong, lowercase.
     pub message: String,
+    /// The line the field is written on (or, when it is missing, its nearest enclosing field's).
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(formatter, "line {line}: ")?;
+        }
         write!(formatter, "{}: {}", self.field, self.message)
     }
 }
@@ -79,6 +84,7 @@ impl PackageDefinition {
             problems.push(Problem {
                 field,
                 message: message.to_owned(),
+                line: None,
             })
         };
         if !is_name(&self.metadata.name) {
@@ -144,9 +150,13 @@ impl PackageDefinition {
         problems
     }
 
-    /// The definition, or every problem it has.
-    pub fn validated(self, source: &str) -> Result<Self, DefinitionError> {
-        let problems = self.problems();
+    /// The definition, or every problem it has, each placed on its line of `text` (the YAML the
+    /// definition was parsed from).
+    pub fn validated(self, source: &str, text: &str) -> Result<Self, DefinitionError> {
+        let mut problems = self.problems();
+        for problem in &mut problems {
+            problem.line = super::locate::line_of(text, &problem.field);
+        }
         if problems.is_empty() {
             Ok(self)
         } else {
@@ -254,7 +264,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<PackageDefinition, DefinitionError> {
-        PackageDefinition::parse(text, "demo/jackal.yaml")?.validated("demo/jackal.yaml")
+        PackageDefinition::parse(text, "demo/jackal.yaml")?.validated("demo/jackal.yaml", text)
     }
 
     #[test]
@@ -337,7 +347,7 @@ constants:
     }
 
     #[test]
-    fn every_problem_is_listed_with_its_field() {
+    fn every_problem_is_listed_with_its_line_and_field() {
         let error = parse(
             r#"
 kind: JackalPackageConfig
@@ -361,19 +371,61 @@ variables:
         .unwrap_err()
         .to_string();
         for expected in [
-            "metadata.name: must be lowercase",
-            "components[0].required: a required component cannot also be default",
-            "components[0].charts[0].version: a chart from a repository needs its version",
-            "components[0].charts[0].namespace: is required",
-            "components[0].charts[1].url: set either url or localPath, not both",
-            "components[0].charts[1].name: another chart of this component has this name",
-            "components[0].manifests[0].files: list at least one file",
-            "components[0].files[0].shasum: a file downloaded from a URL needs its sha256",
-            "components[1].name: another component has this name",
-            "variables[0].name: must be upper-case",
-            "variables[0].type: must be raw or file",
+            "line 3: metadata.name: must be lowercase",
+            "line 6: components[0].required: a required component cannot also be default",
+            "line 9: components[0].charts[0].version: a chart from a repository needs its version",
+            "line 9: components[0].charts[0].namespace: is required",
+            "line 10: components[0].charts[1].url: set either url or localPath, not both",
+            "line 10: components[0].charts[1].name: another chart of this component has this name",
+            "line 12: components[0].manifests[0].files: list at least one file",
+            "line 14: components[0].files[0].shasum: a file downloaded from a URL needs its sha256",
+            "line 15: components[1].name: another component has this name",
+            "line 17: variables[0].name: must be upper-case",
+            "line 17: variables[0].type: must be raw or file",
         ] {
             assert!(error.contains(expected), "missing {expected:?} in:\n{error}");
+        }
+    }
+
+    #[test]
+    fn newer_zarf_fields_are_accepted_and_kept() {
+        let text = r#"
+kind: ZarfPackageConfig
+metadata: {name: newer}
+build:
+  terminal: host
+  user: me
+  architecture: amd64
+  timestamp: "2026-01-01T00:00:00Z"
+  version: v0.60.0
+  provenanceFiles: [zarf.yaml.sig]
+  versionRequirements: [{version: v0.60.0, reason: values}]
+values:
+  files: [values.yaml]
+  schema: values.schema.json
+documentation:
+  readme: README.md
+components:
+  - name: app
+    required: true
+    stateAccess: [registryCredentials]
+"#;
+        let definition = parse(text).expect("newer fields parse");
+        assert_eq!(
+            definition
+                .build
+                .as_ref()
+                .map(|build| build.provenance_files.clone()),
+            Some(vec!["zarf.yaml.sig".to_owned()])
+        );
+        assert_eq!(definition.components[0].state_access.len(), 1);
+        let rendered = definition.to_yaml().expect("render");
+        for kept in [
+            "schema: values.schema.json",
+            "readme: README.md",
+            "registryCredentials",
+        ] {
+            assert!(rendered.contains(kept), "{kept:?} is kept:\n{rendered}");
         }
     }
 
