@@ -63,8 +63,33 @@ pub enum OciError {
 fn registry_error(what: impl Into<String>, error: impl ToString) -> OciError {
     OciError::Registry {
         what: what.into(),
-        message: error.to_string(),
+        message: without_queries(&error.to_string()),
     }
+}
+
+/// `text` with the query of every URL in it removed: upload URLs carry session state, and
+/// redirects to storage carry signed tokens, neither of which belongs in an error or a log.
+fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let next_url = |text: &str| {
+        [text.find("http://"), text.find("https://")]
+            .into_iter()
+            .flatten()
+            .min()
+    };
+    while let Some(start) = next_url(rest) {
+        let (before, url_onwards) = rest.split_at(start);
+        out.push_str(before);
+        let end = url_onwards
+            .find(|c: char| c.is_whitespace() || c == ',' || c == '"')
+            .unwrap_or(url_onwards.len());
+        let (url, after) = url_onwards.split_at(end);
+        out.push_str(url.split_once('?').map_or(url, |(path, _)| path));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `oci://host/namespace` → (`host`, `host/namespace`).
@@ -132,3 +157,18 @@ mod pull;
 
 pub use publish::{Published, publish};
 pub use pull::{Pulled, inspect_remote, pull};
+
+#[cfg(test)]
+mod tests {
+    use super::without_queries;
+
+    #[test]
+    fn urls_in_errors_lose_their_queries() {
+        let message = "server error: url http://127.0.0.1:5000/v2/a/blobs/uploads/1?_state=secret&digest=sha256%3A00, code: 503, then https://s3.example/b?X-Amz-Signature=token \"https://c/d?e\"";
+        assert_eq!(
+            without_queries(message),
+            "server error: url http://127.0.0.1:5000/v2/a/blobs/uploads/1, code: 503, then https://s3.example/b \"https://c/d\""
+        );
+        assert_eq!(without_queries("no url here"), "no url here");
+    }
+}
