@@ -7,9 +7,10 @@
 //! server, so `make test` (and `.ci/run`) bring the cluster up first.
 //!
 //! Modules: [`wait`] (deadlines on conditions), [`http`] (a tiny client for NodePorts and
-//! registries), [`images`] (test images as an OCI layout), [`injector`] (running the real injector),
+//! registries), [`faulty_proxy`] (a proxy that fails chosen requests), [`images`] (test images as an OCI layout), [`injector`] (running the real injector),
 //! [`webhook`] (the operator's webhook served in process and registered with the cluster).
 
+pub mod faulty_proxy;
 pub mod http;
 pub mod images;
 pub mod injector;

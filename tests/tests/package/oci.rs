@@ -238,3 +238,85 @@ async fn unversioned_packages_cannot_be_published() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Blob uploads end with a `PUT` to their upload URL; the proxy fails some of those.
+fn is_blob_commit(method: &hyper::Method, path: &str) -> bool {
+    method == hyper::Method::PUT && path.contains("/blobs/uploads/")
+}
+
+// The proxy runs on this runtime while the command blocks a worker: it needs a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_uploads_are_retried_and_a_failed_publish_tags_nothing() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use jackal_tests::faulty_proxy::FaultyProxy;
+
+    let scratch = Scratch::new("package-retry")?;
+    let package = create_ok(&demo(), &scratch.path().join("created"), &[])?;
+    let registry = connected_registry();
+    let namespace = format!("retry-test-{}", std::process::id());
+
+    // Every other blob commit fails, six times in all: the metadata retries in place, the
+    // streamed files in a second pass over the archive.
+    let commits = Arc::new(AtomicUsize::new(0));
+    let counter = commits.clone();
+    let flaky = FaultyProxy::start(
+        &registry,
+        Box::new(move |method, path, _| {
+            if !is_blob_commit(method, path) {
+                return false;
+            }
+            let number = counter.fetch_add(1, Ordering::SeqCst);
+            number % 2 == 1 && number < 12
+        }),
+    )
+    .await?;
+    let published = publish_ok(&package, &format!("oci://{}/{namespace}", flaky.address))?;
+    assert_eq!(flaky.failed(), 6, "{published}");
+    assert!(
+        published.contains("retrying"),
+        "a second pass retried: {published}"
+    );
+    let pulled = scratch.path().join("pulled");
+    run_ok(&[
+        "package",
+        "pull",
+        &format!("oci://{registry}/{namespace}/demo:1.0.0"),
+        "-o",
+        pulled.to_str().unwrap_or_default(),
+    ])?;
+    let pulled = pulled.join(package.file_name().unwrap_or_default());
+    assert_eq!(
+        sha256(&pulled)?,
+        sha256(&package)?,
+        "the retried publish is intact"
+    );
+
+    // A registry that never accepts a blob: the publish fails, naming the file (the metadata goes
+    // first, checksums.txt before jackal.yaml), and no tag points at a partial artifact.
+    let broken = FaultyProxy::start(
+        &registry,
+        Box::new(|method, path, _| is_blob_commit(method, path)),
+    )
+    .await?;
+    let failing = format!("{namespace}-broken");
+    let result = jackal(&[
+        "package",
+        "publish",
+        package.to_str().unwrap_or_default(),
+        &format!("oci://{}/{failing}", broken.address),
+    ])?;
+    let message = stderr(&result);
+    assert!(
+        !result.status.success() && message.contains("checksums.txt") && message.contains("injected failure"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("_state"),
+        "upload session state is not shown: {message}"
+    );
+    let manifest = http::get(&registry, &format!("/v2/{failing}/demo/manifests/1.0.0"), &[]).await?;
+    assert_eq!(manifest.status, 404, "nothing was tagged: {}", manifest.text());
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! `package publish`: streams a package file into a registry as one artifact without unpacking
 //! it. The metadata at the front of the archive is read and verified first; then one pass over
-//! the archive pushes every file the registry lacks as a layer, checking each against
-//! `checksums.txt` on the way; uploads that fail are retried in further passes; the config and the
+//! the archive pushes every file the registry lacks as a layer (a few uploads overlapping),
+//! checking each against `checksums.txt` on the way; uploads that fail are retried in further
+//! passes; the config and the
 //! manifest go last, so a tag never points at missing blobs.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -241,7 +242,7 @@ struct Upload {
 
 /// One pass over `package`: a blocking reader walks the archive (refusing what `extract` refuses,
 /// and files not in `listed`), hashing the files in `wanted` as it streams them to uploads run
-/// here one after another. A file whose bytes do not match `listed` stops the pass.
+/// here, a few at a time. A file whose bytes do not match `listed` stops the pass.
 async fn stream_pass(
     package: &Path,
     listed: &BTreeMap<String, String>,
@@ -250,35 +251,40 @@ async fn stream_pass(
     reference: &Reference,
     progress: &dyn Progress,
 ) -> Result<Pass, OciError> {
-    let (uploads, mut next) = mpsc::channel::<Upload>(1);
+    let (uploads, next) = mpsc::channel::<Upload>(1);
     let reader = {
         let (package, listed, wanted) = (package.to_owned(), listed.clone(), wanted.clone());
         tokio::task::spawn_blocking(move || read_archive(&package, &listed, &wanted, uploads))
     };
-    let mut failed = BTreeMap::new();
-    while let Some(upload) = next.next().await {
-        progress.expect_bytes(upload.size);
-        let digest = format!(
-            "sha256:{}",
-            hex_of(listed.get(&upload.title).map(String::as_str).unwrap_or_default())
-        );
-        let (moved, mut reports) = mpsc::unbounded::<u64>();
-        let chunks = upload.chunks.inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                let _ = moved.unbounded_send(bytes.len() as u64);
-            }
-        });
-        let push = client.push_blob_stream(reference, chunks, &digest, Some(upload.size));
-        let report = async {
-            while let Some(bytes) = reports.next().await {
-                progress.moved_bytes(bytes);
-            }
-        };
-        let (result, ()) = futures::join!(push, report);
-        if let Err(error) = result {
-            failed.insert(upload.title, error.to_string());
-        }
-    }
+    // Up to PARALLEL uploads overlap: the reader streams one file while earlier ones finish
+    // (the registry commits and checks each blob at its end), and small files pile up in their
+    // channels without waiting for each other. Memory stays bounded by the channels.
+    let failed: BTreeMap<String, String> = next
+        .map(|upload| async move {
+            progress.expect_bytes(upload.size);
+            let digest = format!(
+                "sha256:{}",
+                hex_of(listed.get(&upload.title).map(String::as_str).unwrap_or_default())
+            );
+            let (moved, mut reports) = mpsc::unbounded::<u64>();
+            let chunks = upload.chunks.inspect(move |chunk| {
+                if let Ok(bytes) = chunk {
+                    let _ = moved.unbounded_send(bytes.len() as u64);
+                }
+            });
+            let push = client.push_blob_stream(reference, chunks, &digest, Some(upload.size));
+            let report = async {
+                while let Some(bytes) = reports.next().await {
+                    progress.moved_bytes(bytes);
+                }
+            };
+            let (result, ()) = futures::join!(push, report);
+            result.err().map(|error| (upload.title, error.to_string()))
+        })
+        .buffer_unordered(PARALLEL)
+        .filter_map(|failure| async move { failure })
+        .collect()
+        .await;
     let sizes = reader
         .await
         .map_err(|error| registry_error(package.display().to_string(), error))??;
