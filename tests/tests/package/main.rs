@@ -4,6 +4,7 @@
 //! unchanged; bad definitions and hostile archives are refused with messages naming the culprit.
 
 mod create;
+mod credentials;
 mod hostile;
 mod oci;
 mod platforms;

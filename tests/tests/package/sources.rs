@@ -1,6 +1,7 @@
-//! Where package content can come from: images from an OCI layout and a `docker save` archive,
-//! charts from a Helm repository (served over HTTP on loopback) and from an OCI registry, and an
-//! original example definition used unchanged.
+//! Where package content can come from: images from an OCI layout and a `docker save` archive
+//! (and stored once however many references share them), charts from a Helm repository (served
+//! over HTTP on loopback), from an OCI registry and from a local archive, files downloaded and
+//! checked against their pins, and an original example definition used unchanged.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -156,6 +157,19 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
         definition.replacen("components:\n", &charts, 1),
     )?;
     let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
+    let summary = inspect(&package)?;
+    let charts_component = summary["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|component| component["name"] == "charts")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        charts_component["charts"],
+        serde_json::json!(["from-repository", "from-oci"]),
+        "inspect lists the charts: {summary}"
+    );
     let unpacked = scratch.path().join("unpacked");
     jackal_core::package::archive::extract(&package, &unpacked, &Default::default())?;
     let component = scratch.path().join("component");
@@ -258,5 +272,123 @@ fn copy_directory(from: &std::path::Path, to: &std::path::Path) -> anyhow::Resul
             std::fs::copy(entry.path(), &target)?;
         }
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn downloaded_files_and_chart_archives_are_pinned_and_kept() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-files")?;
+    let served = scratch.path().join("served");
+    std::fs::create_dir_all(&served)?;
+    std::fs::write(served.join("tool.sh"), "#!/bin/sh\necho tool 1.0\n")?;
+    let tool_sha = sha256(&served.join("tool.sh"))?;
+    let server = StaticServer::start(&served).await?;
+
+    let directory = scratch.path().join("definition");
+    std::fs::create_dir_all(&directory)?;
+    let chart = package_chart_directory(&demo().join("chart"), &directory)?;
+    let chart_name = chart
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let write = |shasum: &str| {
+        std::fs::write(
+            directory.join("jackal.yaml"),
+            format!(
+                "kind: JackalPackageConfig\nmetadata: {{name: inputs, version: 0.1.0}}\ncomponents:\n  - name: tools\n    required: true\n    files:\n      - source: http://{}/tool.sh\n        shasum: {shasum}\n        target: bin/tool.sh\n        executable: true\n    charts:\n      - name: packed\n        localPath: {chart_name}\n        namespace: demo\n",
+                server.1
+            ),
+        )
+    };
+    write(&tool_sha)?;
+    let package = create_ok(&directory, &scratch.path().join("out"), &[])?;
+    let summary = inspect(&package)?;
+    assert_eq!(summary["components"][0]["files"], 1, "{summary}");
+    assert_eq!(
+        summary["components"][0]["charts"],
+        serde_json::json!(["packed"]),
+        "{summary}"
+    );
+    let unpacked = scratch.path().join("unpacked");
+    jackal_core::package::archive::extract(&package, &unpacked, &Default::default())?;
+    let component = scratch.path().join("component");
+    jackal_core::package::archive::extract(
+        &unpacked.join("components/tools.tar"),
+        &component,
+        &Default::default(),
+    )?;
+    assert_eq!(
+        sha256(&component.join("files/0/tool.sh"))?,
+        tool_sha,
+        "the downloaded file is kept"
+    );
+    assert_eq!(
+        sha256(&component.join("charts/packed.tgz"))?,
+        sha256(&chart)?,
+        "a local chart archive is kept as it is"
+    );
+
+    // A download that does not match its pin is refused, naming it, and no package is written.
+    let wrong = "0".repeat(64);
+    write(&wrong)?;
+    let out = scratch.path().join("out-wrong");
+    let result = crate::create(&directory, &out, &[])?;
+    let message = stderr(&result);
+    assert!(
+        !result.status.success()
+            && message.contains(&format!("http://{}/tool.sh", server.1))
+            && message.contains(&format!("the definition pins {wrong}")),
+        "{message}"
+    );
+    assert!(
+        std::fs::read_dir(&out)
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+            == 0,
+        "nothing is written after a refused download"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn images_shared_by_two_references_are_stored_once() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-dedupe")?;
+    let registry_address = connected_registry();
+    let original = format!("{registry_address}/jackaldev/demo-web:1.0.0");
+    let copy = format!("{registry_address}/dedupe-{}/demo-web:1.0.0", std::process::id());
+    registry::copy_image(&original, &copy).await?;
+    let package_of = |name: &str, images: &[&str]| -> anyhow::Result<Vec<String>> {
+        let directory = scratch.path().join(name);
+        std::fs::create_dir_all(&directory)?;
+        let list = images
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            directory.join("jackal.yaml"),
+            format!(
+                "kind: JackalPackageConfig\nmetadata: {{name: {name}}}\ncomponents:\n  - name: images\n    required: true\n    images: [{list}]\n"
+            ),
+        )?;
+        let package = create_ok(&directory, &scratch.path().join(format!("out-{name}")), &[])?;
+        let listing = std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(&package)
+            .output()?;
+        let mut blobs: Vec<String> = String::from_utf8(listing.stdout)?
+            .lines()
+            .filter(|line| line.starts_with("images/blobs/"))
+            .map(str::to_owned)
+            .collect();
+        blobs.sort();
+        Ok(blobs)
+    };
+    let one = package_of("one", &[&original])?;
+    let two = package_of("two", &[&original, &copy])?;
+    assert!(!one.is_empty());
+    assert_eq!(one, two, "the second reference adds no blob");
     Ok(())
 }
