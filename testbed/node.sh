@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The test cluster's node and its surroundings: pod network (a bridge with no default route for
-# pods, the service CIDR routed to a dummy interface), containerd + runc with a registry
+# pods, the service CIDR routed onto it: this kernel has no dummy interfaces), containerd + runc with a registry
 # configuration that lets pulls reach nothing but loopback NodePorts, kubelet, kube-proxy in
 # iptables mode, and the connected-side registry on 127.0.0.1:5000 that the node must not reach.
 # Sourced by testbed/cluster after lib.sh and pki.sh; everything it starts or changes, `down`

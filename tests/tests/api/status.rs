@@ -1,8 +1,11 @@
-//! Status is written through the status subresource only: the operator's status patches do not
-//! bump the generation or touch the spec, and writes to the main resource cannot set status.
+//! Status is written through the status subresource only, for packages and for the init: the
+//! operator's status patches do not bump the generation or touch the spec, bootstrap steps merge
+//! by name, and writes to the main resource cannot set status.
 
-use jackal_crds::JackalPackage;
+use jackal_crds::init::StepPhase;
+use jackal_crds::names::INIT_NAME;
 use jackal_crds::package::{ComponentPhase, JackalPackageSpec, PackageSource};
+use jackal_crds::{JackalInit, JackalPackage};
 use jackal_tests::Cluster;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -85,5 +88,64 @@ async fn status_is_written_through_the_status_subresource() -> anyhow::Result<()
         replaced.status, patched.status,
         "the main resource must not be able to clear status"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn init_status_is_written_through_the_status_subresource() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let _singleton = crate::exclusive_init(&cluster.client).await?;
+    let api = Api::<JackalInit>::all(cluster.client.clone());
+    let created = api
+        .create(&PostParams::default(), &JackalInit::new(INIT_NAME, Default::default()))
+        .await?;
+    let generation = created.metadata.generation.unwrap_or_default();
+
+    // Bootstrap progress is merged by step name: a patch with one step keeps the others.
+    let params = PatchParams::apply("jackal-operator").force();
+    let status = |steps: serde_json::Value| {
+        json!({
+            "apiVersion": "jackal.dev/v1alpha1",
+            "kind": "JackalInit",
+            "status": {
+                "observedGeneration": generation,
+                "registry": {"address": "127.0.0.1:31999"},
+                "steps": steps,
+            }
+        })
+    };
+    api.patch_status(
+        INIT_NAME,
+        &params,
+        &Patch::Apply(status(json!([
+            {"name": "injector", "phase": "Succeeded"},
+            {"name": "registry", "phase": "Running"},
+        ]))),
+    )
+    .await?;
+    let other = PatchParams::apply("jackal-registry-step").force();
+    let patched = api
+        .patch_status(
+            INIT_NAME,
+            &other,
+            &Patch::Apply(json!({"apiVersion": "jackal.dev/v1alpha1", "kind": "JackalInit",
+                "status": {"steps": [{"name": "registry", "phase": "Succeeded"}]}})),
+        )
+        .await?;
+    let status = patched.status.clone().unwrap_or_default();
+    let phases: Vec<(String, StepPhase)> = status.steps.iter().map(|s| (s.name.clone(), s.phase)).collect();
+    assert_eq!(
+        phases,
+        vec![("injector".into(), StepPhase::Succeeded), ("registry".into(), StepPhase::Succeeded)]
+    );
+    assert_eq!(status.registry.map(|r| r.address).as_deref(), Some("127.0.0.1:31999"));
+    assert_eq!(patched.metadata.generation, Some(generation), "a status write keeps the generation");
+
+    // The main resource cannot clear status.
+    let mut edited = api.get(INIT_NAME).await?;
+    edited.status = None;
+    let replaced = api.replace(INIT_NAME, &PostParams::default(), &edited).await?;
+    assert_eq!(replaced.status, patched.status, "the main resource must not be able to clear status");
+    api.delete(INIT_NAME, &Default::default()).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Networking of the node: NodePorts answer on 127.0.0.1 from the host, pods reach each other by
-//! pod IP and through Services (the API server included), and pods have no default route.
+//! pod IP and through Services (the API server included), pods have no default route, and the
+//! host never routes service addresses off the machine.
 
 use std::time::{Duration, Instant};
 
@@ -148,5 +149,21 @@ async fn pods_have_no_default_route() -> anyhow::Result<()> {
         destinations.contains(&("0000600A", "0000FFFF")),
         "no service CIDR route:\n{table}"
     );
+    Ok(())
+}
+
+/// The host's route to any address of the service CIDR stays on the test bridge: traffic to a
+/// ClusterIP that kube-proxy does not translate ends there instead of leaving by the default route.
+#[test]
+fn service_addresses_never_leave_the_machine() -> anyhow::Result<()> {
+    for address in ["10.96.0.1", "10.96.128.77", "10.96.255.254"] {
+        let output = std::process::Command::new("ip").args(["route", "get", address]).output()?;
+        let route = String::from_utf8_lossy(&output.stdout);
+        anyhow::ensure!(output.status.success(), "ip route get {address}: {route}");
+        assert!(
+            route.contains("dev jackal0") && !route.contains(" via "),
+            "{address} would leave the machine: {route}"
+        );
+    }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! A pod whose image is preloaded runs to Ready, and the real kubectl reads its logs and execs in it.
+//! A pod whose image is preloaded runs to Ready, the real kubectl reads its logs and execs in it,
+//! and pods get a service-account token the API server accepts and the cluster's CA.
 
 use std::time::Instant;
 
@@ -65,6 +66,48 @@ async fn kubectl_logs_and_exec_work() -> anyhow::Result<()> {
         Some(1),
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// What real pods need from the control plane: a projected service-account token the API server
+/// accepts as the pod's identity, the cluster's CA (from the root CA ConfigMap), and the namespace.
+#[tokio::test]
+async fn pods_get_a_working_service_account_token_and_the_cluster_ca() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let namespace = cluster.namespace("service-account").await?;
+    let api = Api::<Pod>::namespaced(cluster.client.clone(), &namespace.name);
+    ready_demo_pod(&api, "web", "token").await?;
+    let read = |file: &str| {
+        cluster.kubectl_ok(&[
+            "exec",
+            "-n",
+            &namespace.name,
+            "web",
+            "--",
+            "/demo-web",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ])
+    };
+    let (token, ca, pod_namespace) = (read("token")?, read("ca.crt")?, read("namespace")?);
+    let cluster_ca = cluster.dir().join("pki/ca.crt");
+    assert_eq!(ca.trim(), std::fs::read_to_string(&cluster_ca)?.trim(), "ca.crt is the cluster's CA");
+    assert_eq!(pod_namespace.trim(), namespace.name);
+
+    // The token alone (no client certificate) authenticates as the pod's service account.
+    let server = cluster.kubectl_ok(&["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"])?;
+    let whoami = std::process::Command::new(cluster.dir().join("bin/kubectl"))
+        .args(["--kubeconfig", "/dev/null", "--server", server.trim()])
+        .arg("--certificate-authority")
+        .arg(&cluster_ca)
+        .args(["--token", token.trim(), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        format!("system:serviceaccount:{}:default", namespace.name),
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
     );
     Ok(())
 }
