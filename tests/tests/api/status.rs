@@ -97,7 +97,10 @@ async fn init_status_is_written_through_the_status_subresource() -> anyhow::Resu
     let _singleton = crate::exclusive_init(&cluster.client).await?;
     let api = Api::<JackalInit>::all(cluster.client.clone());
     let created = api
-        .create(&PostParams::default(), &JackalInit::new(INIT_NAME, Default::default()))
+        .create(
+            &PostParams::default(),
+            &JackalInit::new(INIT_NAME, Default::default()),
+        )
         .await?;
     let generation = created.metadata.generation.unwrap_or_default();
 
@@ -136,16 +139,29 @@ async fn init_status_is_written_through_the_status_subresource() -> anyhow::Resu
     let phases: Vec<(String, StepPhase)> = status.steps.iter().map(|s| (s.name.clone(), s.phase)).collect();
     assert_eq!(
         phases,
-        vec![("injector".into(), StepPhase::Succeeded), ("registry".into(), StepPhase::Succeeded)]
+        vec![
+            ("injector".into(), StepPhase::Succeeded),
+            ("registry".into(), StepPhase::Succeeded)
+        ]
     );
-    assert_eq!(status.registry.map(|r| r.address).as_deref(), Some("127.0.0.1:31999"));
-    assert_eq!(patched.metadata.generation, Some(generation), "a status write keeps the generation");
+    assert_eq!(
+        status.registry.map(|r| r.address).as_deref(),
+        Some("127.0.0.1:31999")
+    );
+    assert_eq!(
+        patched.metadata.generation,
+        Some(generation),
+        "a status write keeps the generation"
+    );
 
     // The main resource cannot clear status.
     let mut edited = api.get(INIT_NAME).await?;
     edited.status = None;
     let replaced = api.replace(INIT_NAME, &PostParams::default(), &edited).await?;
-    assert_eq!(replaced.status, patched.status, "the main resource must not be able to clear status");
+    assert_eq!(
+        replaced.status, patched.status,
+        "the main resource must not be able to clear status"
+    );
     api.delete(INIT_NAME, &Default::default()).await?;
     Ok(())
 }

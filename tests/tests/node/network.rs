@@ -157,7 +157,9 @@ async fn pods_have_no_default_route() -> anyhow::Result<()> {
 #[test]
 fn service_addresses_never_leave_the_machine() -> anyhow::Result<()> {
     for address in ["10.96.0.1", "10.96.128.77", "10.96.255.254"] {
-        let output = std::process::Command::new("ip").args(["route", "get", address]).output()?;
+        let output = std::process::Command::new("ip")
+            .args(["route", "get", address])
+            .output()?;
         let route = String::from_utf8_lossy(&output.stdout);
         anyhow::ensure!(output.status.success(), "ip route get {address}: {route}");
         assert!(

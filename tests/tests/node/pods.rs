@@ -92,7 +92,11 @@ async fn pods_get_a_working_service_account_token_and_the_cluster_ca() -> anyhow
     };
     let (token, ca, pod_namespace) = (read("token")?, read("ca.crt")?, read("namespace")?);
     let cluster_ca = cluster.dir().join("pki/ca.crt");
-    assert_eq!(ca.trim(), std::fs::read_to_string(&cluster_ca)?.trim(), "ca.crt is the cluster's CA");
+    assert_eq!(
+        ca.trim(),
+        std::fs::read_to_string(&cluster_ca)?.trim(),
+        "ca.crt is the cluster's CA"
+    );
     assert_eq!(pod_namespace.trim(), namespace.name);
 
     // The token alone (no client certificate) authenticates as the pod's service account.
@@ -101,7 +105,14 @@ async fn pods_get_a_working_service_account_token_and_the_cluster_ca() -> anyhow
         .args(["--kubeconfig", "/dev/null", "--server", server.trim()])
         .arg("--certificate-authority")
         .arg(&cluster_ca)
-        .args(["--token", token.trim(), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"])
+        .args([
+            "--token",
+            token.trim(),
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
         .output()?;
     assert_eq!(
         String::from_utf8_lossy(&whoami.stdout),

@@ -7,6 +7,7 @@
 mod end_to_end;
 mod failure;
 mod pods;
+mod protocols;
 mod pull_secrets;
 mod rotation;
 mod sources;

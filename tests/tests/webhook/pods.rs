@@ -1,5 +1,6 @@
 //! Pods, on the real API server: bare pods and a Deployment's pods are rewritten (images, pull
-//! Secret appended, originals recorded); opted-out namespaces and objects are left alone.
+//! Secret appended, originals recorded); opted-out namespaces and objects, and the system
+//! namespaces whatever their labels, are left alone.
 
 use std::time::Duration;
 
@@ -168,6 +169,81 @@ async fn opted_out_namespaces_and_objects_are_left_alone() -> anyhow::Result<()>
     assert_eq!(
         created.spec.unwrap_or_default().containers[0].image.as_deref(),
         Some("docker.io/jackaldev/demo-web:1.0.0")
+    );
+    Ok(())
+}
+
+/// The system namespaces are excluded by name, whatever their labels: even carrying this
+/// webhook's scope label, `kube-system` and `kube-node-lease` are left alone (checked with
+/// server-side dry runs, so nothing is created there), while a namespace with the same label is
+/// rewritten.
+#[tokio::test]
+async fn system_namespaces_are_excluded_by_name() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+
+    let cluster = Cluster::connect().await?;
+    let webhook = TestWebhook::start(
+        &cluster.client,
+        "webhook-system",
+        test_rules(),
+        WebhookSpec::default(),
+    )
+    .await?;
+    let watched = cluster
+        .labelled_namespace("webhook-system-control", &webhook.namespace_labels())
+        .await?;
+    webhook.wait_until_active(&cluster.client, &watched.name).await?;
+
+    let namespaces = Api::<Namespace>::all(cluster.client.clone());
+    let labels = |value: serde_json::Value| {
+        let labels: serde_json::Map<String, serde_json::Value> = webhook
+            .namespace_labels()
+            .into_iter()
+            .map(|(key, _)| (key, value.clone()))
+            .collect();
+        json!({"metadata": {"labels": labels}})
+    };
+    let scope = webhook.namespace_labels()[0].1.clone();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for system in ["kube-system", "kube-node-lease"] {
+        namespaces
+            .patch(
+                system,
+                &PatchParams::default(),
+                &Patch::Merge(labels(json!(scope))),
+            )
+            .await?;
+        let result = Api::<Pod>::namespaced(cluster.client.clone(), system)
+            .create(&dry_run, &pod("excluded", json!({}))?)
+            .await;
+        namespaces
+            .patch(
+                system,
+                &PatchParams::default(),
+                &Patch::Merge(labels(json!(null))),
+            )
+            .await?;
+        let created = result?;
+        assert_eq!(
+            created.spec.unwrap_or_default().containers[0].image.as_deref(),
+            Some("docker.io/jackaldev/demo-web:1.0.0"),
+            "{system} is excluded"
+        );
+    }
+    let control = Api::<Pod>::namespaced(cluster.client.clone(), &watched.name)
+        .create(&dry_run, &pod("rewritten", json!({}))?)
+        .await?;
+    let image = control.spec.unwrap_or_default().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        image.starts_with(jackal_tests::webhook::REGISTRY),
+        "the control is rewritten: {image}"
     );
     Ok(())
 }
