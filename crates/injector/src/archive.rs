@@ -402,4 +402,35 @@ mod tests {
         not_tar.extend([0u8; 2 * BLOCK]);
         assert_eq!(scan(&not_tar, 512).unwrap_err(), ArchiveError::Checksum(0));
     }
+
+    #[test]
+    fn the_payload_digest_is_checked_before_the_archive() {
+        let bytes = archive(&[("index.json", b"{}", b'0')]);
+        let directory = std::env::temp_dir().join(format!("injector-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let (first, second) = bytes.split_at(700);
+        std::fs::write(directory.join("payload-0"), first).unwrap();
+        std::fs::write(directory.join("payload-1"), second).unwrap();
+        let chunks = crate::chunks::Chunks::discover(&directory, Some(2)).unwrap();
+        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+
+        let index = verify(&chunks, &digest).unwrap();
+        assert_eq!(index["index.json"].length, 2);
+
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let error = verify(&chunks, &wrong).unwrap_err().to_string();
+        assert!(
+            error.contains(&wrong) && error.contains(&digest) && error.contains("2 chunks"),
+            "the mismatch names both digests and the chunks: {error}"
+        );
+
+        // A corrupted chunk is reported as a digest mismatch, not as the archive error it causes.
+        let mut corrupted = second.to_vec();
+        corrupted[0] ^= 0xff;
+        std::fs::write(directory.join("payload-1"), &corrupted).unwrap();
+        let chunks = crate::chunks::Chunks::discover(&directory, Some(2)).unwrap();
+        let error = verify(&chunks, &digest).unwrap_err().to_string();
+        assert!(error.contains(&digest) && !error.contains("checksum"), "{error}");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
 }

@@ -1,8 +1,10 @@
 //! The test cluster's node, for real: pods from preloaded images run, `kubectl logs` and `exec` work,
 //! Deployments scale, NodePorts answer on 127.0.0.1, pods reach each other and Services, and the
-//! air gap holds (no default route in pods, no pull from any registry but loopback NodePorts).
+//! air gap holds (no default route in pods, no pull from any registry but loopback NodePorts), and
+//! the local images rebuild with the same digests.
 
 mod airgap;
+mod images;
 mod network;
 mod pods;
 mod workloads;

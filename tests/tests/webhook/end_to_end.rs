@@ -1,7 +1,9 @@
 //! End to end on the real node: the injector runs in the cluster (borrowing the preloaded pause
 //! image, fed from ConfigMap chunks) behind NodePort 31999, the webhook rewrites a Deployment's
 //! `docker.io/jackaldev/demo-web:1.0.0` to `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0`,
-//! and the air-gapped node pulls it from there and runs it.
+//! and the air-gapped node pulls it from there and runs it. Then the registry image, served by the
+//! same injector, runs as a pod too (the bootstrap's next stage) and takes an image copied from
+//! the injector.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +22,10 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use serde_json::json;
 
 const IMAGE: &str = "docker.io/jackaldev/demo-web:1.0.0";
+const REGISTRY_IMAGE: &str = "docker.io/library/registry:3.1.2";
 const NODE_PORT: u16 = 31999;
+/// Where the registry pod answers on the node.
+const REGISTRY_NODE_PORT: u16 = 31998;
 
 fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
     ConfigMap {
@@ -33,6 +38,40 @@ fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
     }
 }
 
+/// A NodePort Service for the pods labelled `app`, retried while an earlier run's namespace still
+/// holds the port.
+async fn expose(services: &Api<Service>, name: &str, app: &str, node_port: u16) -> anyhow::Result<()> {
+    let service: Service = from_json(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": "NodePort", "selector": {"app": app}, "ports": [{"port": 5000, "targetPort": 5000, "nodePort": node_port}]},
+    }))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match services.create(&PostParams::default(), &service).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status))
+                if status.message.contains("already allocated") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Waits until a registry answers `GET /v2/` on `address`.
+async fn wait_for_registry(address: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(http::get(address, "/v2/", &[]).await, Ok(response) if response.status == 200) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the registry never answered on {address}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
@@ -42,12 +81,15 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
 
     // The payload: the demo image from the test cluster's own image layout, in ConfigMap chunks.
     let layout = Layout::new(cluster.dir().join("images/layout"));
-    let image = SourceImage {
-        layout: layout.clone(),
-        reference: IMAGE.into(),
-    };
+    let images: Vec<SourceImage> = [IMAGE, REGISTRY_IMAGE]
+        .into_iter()
+        .map(|reference| SourceImage {
+            layout: layout.clone(),
+            reference: reference.into(),
+        })
+        .collect();
     let mut chunks = Vec::new();
-    let summary = payload::build(&[image], DEFAULT_CHUNK_SIZE, |index, bytes| {
+    let summary = payload::build(&images, DEFAULT_CHUNK_SIZE, |index, bytes| {
         chunks.push((payload::chunk_name(index), bytes.to_vec()));
         Ok(())
     })?;
@@ -91,33 +133,10 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &seed.name);
     pods.create(&PostParams::default(), &seed_pod).await?;
     wait_until(&pods, "injector", Duration::from_secs(60), "Ready", pod_ready()).await?;
-    let service: Service = from_json(json!({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed-registry"},
-        "spec": {"type": "NodePort", "selector": {"app": "jackal-injector"}, "ports": [{"port": 5000, "targetPort": 5000, "nodePort": NODE_PORT}]},
-    }))?;
-    // The NodePort may still be held by a namespace an earlier run is deleting.
     let services = Api::<Service>::namespaced(cluster.client.clone(), &seed.name);
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match services.create(&PostParams::default(), &service).await {
-            Ok(_) => break,
-            Err(kube::Error::Api(status))
-                if status.message.contains("already allocated") && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
+    expose(&services, "seed-registry", "jackal-injector", NODE_PORT).await?;
     let seed_address = format!("127.0.0.1:{NODE_PORT}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !matches!(http::get(&seed_address, "/v2/", &[]).await, Ok(response) if response.status == 200) {
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the seed registry never answered on {seed_address}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_registry(&seed_address).await?;
 
     // The workload: an ordinary Deployment naming the public image.
     let webhook =
@@ -195,6 +214,61 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
     assert!(
         served.contains(" /v2/docker.io/jackaldev/demo-web/manifests/1.0.0 200"),
         "injector log:\n{served}"
+    );
+
+    // The registry image, pulled from the injector by the node, runs and stores what is pushed.
+    let registry_pod: Pod = from_json(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "registry", "labels": {"app": "registry", "jackal.dev/agent": "ignore"}},
+        "spec": {
+            "containers": [{
+                "name": "registry",
+                "image": format!("127.0.0.1:{NODE_PORT}/{REGISTRY_IMAGE}"),
+                "ports": [{"containerPort": 5000}],
+                "readinessProbe": {"httpGet": {"path": "/v2/", "port": 5000}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
+            }],
+            "securityContext": {"fsGroup": 65532},
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }))?;
+    pods.create(&PostParams::default(), &registry_pod).await?;
+    wait_until(&pods, "registry", Duration::from_secs(60), "Ready", pod_ready()).await?;
+    expose(&services, "registry", "registry", REGISTRY_NODE_PORT).await?;
+    let registry_address = format!("127.0.0.1:{REGISTRY_NODE_PORT}");
+    wait_for_registry(&registry_address).await?;
+    let copied = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{seed_address}/{IMAGE}"))
+        .arg(format!("docker://{registry_address}/jackaldev/demo-web:1.0.0"))
+        .output()?;
+    anyhow::ensure!(
+        copied.status.success(),
+        "skopeo copy from the injector to the registry: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let manifest = http::request(
+        "HEAD",
+        &registry_address,
+        "/v2/jackaldev/demo-web/manifests/1.0.0",
+        &[(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )],
+        b"",
+    )
+    .await?;
+    assert_eq!(manifest.status, 200);
+    assert_eq!(
+        manifest.header("docker-content-digest"),
+        Some(digest.as_str()),
+        "the copy keeps the digest"
     );
     Ok(())
 }
