@@ -1,9 +1,10 @@
-//! End to end on the real node: the injector runs in the cluster (borrowing the preloaded pause
-//! image, fed from ConfigMap chunks) behind NodePort 31999, the webhook rewrites a Deployment's
-//! `docker.io/jackaldev/demo-web:1.0.0` to `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0`,
-//! and the air-gapped node pulls it from there and runs it. Then the registry image, served by the
-//! same injector, runs as a pod too (the bootstrap's next stage) and takes an image copied from
-//! the injector.
+//! End to end on the real node, the way bootstrap goes: the injector runs in the cluster
+//! (borrowing the preloaded pause image, fed from ConfigMap chunks) behind a NodePort; the node
+//! pulls the registry image from it, and the registry runs behind NodePort 31999; the demo image
+//! is copied from the injector into the registry with its digest; then the webhook rewrites a
+//! Deployment's `docker.io/jackaldev/demo-web:1.0.0` to
+//! `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0`, and the air-gapped node pulls it from the
+//! registry and runs it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +24,10 @@ use serde_json::json;
 
 const IMAGE: &str = "docker.io/jackaldev/demo-web:1.0.0";
 const REGISTRY_IMAGE: &str = "docker.io/library/registry:3.1.2";
-const NODE_PORT: u16 = 31999;
-/// Where the registry pod answers on the node.
-const REGISTRY_NODE_PORT: u16 = 31998;
+/// Where the injector (the seed registry) answers on the node.
+const SEED_NODE_PORT: u16 = 31998;
+/// Where the registry answers on the node: the address the test rules rewrite images to.
+const REGISTRY_NODE_PORT: u16 = 31999;
 
 fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
     ConfigMap {
@@ -134,9 +136,65 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
     pods.create(&PostParams::default(), &seed_pod).await?;
     wait_until(&pods, "injector", Duration::from_secs(60), "Ready", pod_ready()).await?;
     let services = Api::<Service>::namespaced(cluster.client.clone(), &seed.name);
-    expose(&services, "seed-registry", "jackal-injector", NODE_PORT).await?;
-    let seed_address = format!("127.0.0.1:{NODE_PORT}");
+    expose(&services, "seed-registry", "jackal-injector", SEED_NODE_PORT).await?;
+    let seed_address = format!("127.0.0.1:{SEED_NODE_PORT}");
     wait_for_registry(&seed_address).await?;
+
+    // The registry, its image pulled from the injector by the node, takes the demo image.
+    let registry_pod: Pod = from_json(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "registry", "labels": {"app": "registry", "jackal.dev/agent": "ignore"}},
+        "spec": {
+            "containers": [{
+                "name": "registry",
+                "image": format!("{seed_address}/{REGISTRY_IMAGE}"),
+                "ports": [{"containerPort": 5000}],
+                "readinessProbe": {"httpGet": {"path": "/v2/", "port": 5000}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
+            }],
+            "securityContext": {"fsGroup": 65532},
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }))?;
+    pods.create(&PostParams::default(), &registry_pod).await?;
+    wait_until(&pods, "registry", Duration::from_secs(60), "Ready", pod_ready()).await?;
+    expose(&services, "registry", "registry", REGISTRY_NODE_PORT).await?;
+    let registry_address = format!("127.0.0.1:{REGISTRY_NODE_PORT}");
+    wait_for_registry(&registry_address).await?;
+    let copied = std::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{seed_address}/{IMAGE}"))
+        .arg(format!("docker://{registry_address}/{IMAGE}"))
+        .output()?;
+    anyhow::ensure!(
+        copied.status.success(),
+        "skopeo copy from the injector to the registry: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let digest = layout.find(IMAGE)?.digest;
+    let manifest = http::request(
+        "HEAD",
+        &registry_address,
+        "/v2/docker.io/jackaldev/demo-web/manifests/1.0.0",
+        &[(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )],
+        b"",
+    )
+    .await?;
+    assert_eq!(manifest.status, 200);
+    assert_eq!(
+        manifest.header("docker-content-digest"),
+        Some(digest.as_str()),
+        "the copy keeps the digest"
+    );
 
     // The workload: an ordinary Deployment naming the public image.
     let webhook =
@@ -180,7 +238,7 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("no pod"))?;
-    let expected = format!("127.0.0.1:{NODE_PORT}/{IMAGE}");
+    let expected = format!("{registry_address}/{IMAGE}");
     let status = pod
         .status
         .clone()
@@ -188,7 +246,6 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
         .container_statuses
         .unwrap_or_default();
     assert_eq!(status[0].image, expected);
-    let digest = layout.find(IMAGE)?.digest;
     assert!(
         status[0].image_id.ends_with(&digest),
         "ran {} instead of {digest}",
@@ -210,65 +267,11 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
         pulled.contains(&format!("Successfully pulled image \"{expected}\"")),
         "events: {pulled}"
     );
-    let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "injector"])?;
+    let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "registry"])?;
     assert!(
-        served.contains(" /v2/docker.io/jackaldev/demo-web/manifests/1.0.0 200"),
-        "injector log:\n{served}"
+        served.contains("/v2/docker.io/jackaldev/demo-web/manifests/1.0.0"),
+        "registry log:\n{served}"
     );
 
-    // The registry image, pulled from the injector by the node, runs and stores what is pushed.
-    let registry_pod: Pod = from_json(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "registry", "labels": {"app": "registry", "jackal.dev/agent": "ignore"}},
-        "spec": {
-            "containers": [{
-                "name": "registry",
-                "image": format!("127.0.0.1:{NODE_PORT}/{REGISTRY_IMAGE}"),
-                "ports": [{"containerPort": 5000}],
-                "readinessProbe": {"httpGet": {"path": "/v2/", "port": 5000}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
-            }],
-            "securityContext": {"fsGroup": 65532},
-            "volumes": [{"name": "data", "emptyDir": {}}],
-        },
-    }))?;
-    pods.create(&PostParams::default(), &registry_pod).await?;
-    wait_until(&pods, "registry", Duration::from_secs(60), "Ready", pod_ready()).await?;
-    expose(&services, "registry", "registry", REGISTRY_NODE_PORT).await?;
-    let registry_address = format!("127.0.0.1:{REGISTRY_NODE_PORT}");
-    wait_for_registry(&registry_address).await?;
-    let copied = std::process::Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("docker://{seed_address}/{IMAGE}"))
-        .arg(format!("docker://{registry_address}/jackaldev/demo-web:1.0.0"))
-        .output()?;
-    anyhow::ensure!(
-        copied.status.success(),
-        "skopeo copy from the injector to the registry: {}",
-        String::from_utf8_lossy(&copied.stderr)
-    );
-    let manifest = http::request(
-        "HEAD",
-        &registry_address,
-        "/v2/jackaldev/demo-web/manifests/1.0.0",
-        &[(
-            "Accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-        )],
-        b"",
-    )
-    .await?;
-    assert_eq!(manifest.status, 200);
-    assert_eq!(
-        manifest.header("docker-content-digest"),
-        Some(digest.as_str()),
-        "the copy keeps the digest"
-    );
     Ok(())
 }
