@@ -1,7 +1,7 @@
 //! Reading OCI image layouts on disk: finding an image by its reference annotation and walking
 //! every blob it reaches (manifests, indexes, configs, layers), without loading layers into memory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -140,37 +140,81 @@ impl Layout {
     /// it is (so the digest still resolves) but only its target platform's manifest, so the
     /// children that are absent are skipped. An index with none of its children is an error.
     pub fn reachable(&self, root: &Descriptor) -> Result<Vec<Descriptor>, LayoutError> {
-        let mut seen = BTreeSet::new();
-        let mut found = Vec::new();
-        let mut pending = vec![root.clone()];
-        while let Some(descriptor) = pending.pop() {
-            if !descriptor.urls.is_empty() || !seen.insert(descriptor.digest.clone()) {
-                continue;
-            }
-            if is_manifest(&descriptor.media_type) {
-                let document: Document = read_json(&self.blob_path(&descriptor.digest)?)?;
-                pending.extend(document.config);
-                pending.extend(document.layers);
-                if !document.manifests.is_empty() {
-                    let mut present = Vec::new();
-                    for child in document.manifests {
-                        if self.blob_path(&child.digest)?.exists() {
-                            present.push(child);
-                        }
-                    }
-                    if present.is_empty() {
-                        return Err(LayoutError::EmptyIndex {
-                            digest: descriptor.digest,
-                            layout: self.root.clone(),
-                        });
-                    }
-                    pending.extend(present);
-                }
-            }
-            found.push(descriptor);
-        }
-        Ok(found)
+        walk(
+            root,
+            &self.root,
+            |digest| Ok(self.blob_path(digest)?.exists()),
+            |digest| read_json(&self.blob_path(digest)?),
+        )
     }
+}
+
+/// Like [`Layout::reachable`], over manifests and indexes already in memory (by digest), for a
+/// layout read as a stream; `layout` names it in errors.
+pub fn reachable_in(
+    documents: &BTreeMap<String, Vec<u8>>,
+    root: &Descriptor,
+    layout: &Path,
+) -> Result<Vec<Descriptor>, LayoutError> {
+    let path = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    walk(
+        root,
+        layout,
+        |digest| Ok(documents.contains_key(digest)),
+        |digest| {
+            let bytes = documents.get(digest).ok_or_else(|| LayoutError::Read {
+                path: path(digest),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+            serde_json::from_slice(bytes).map_err(|source| LayoutError::Parse {
+                path: path(digest),
+                source,
+            })
+        },
+    )
+}
+
+/// The walk behind both: `present` says whether a manifest is there, `read` parses it.
+fn walk(
+    root: &Descriptor,
+    layout: &Path,
+    present: impl Fn(&str) -> Result<bool, LayoutError>,
+    read: impl Fn(&str) -> Result<Document, LayoutError>,
+) -> Result<Vec<Descriptor>, LayoutError> {
+    let mut seen = BTreeSet::new();
+    let mut found = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(descriptor) = pending.pop() {
+        if !descriptor.urls.is_empty() || !seen.insert(descriptor.digest.clone()) {
+            continue;
+        }
+        if is_manifest(&descriptor.media_type) {
+            let document = read(&descriptor.digest)?;
+            pending.extend(document.config);
+            pending.extend(document.layers);
+            if !document.manifests.is_empty() {
+                let mut held = Vec::new();
+                for child in document.manifests {
+                    if present(&child.digest)? {
+                        held.push(child);
+                    }
+                }
+                if held.is_empty() {
+                    return Err(LayoutError::EmptyIndex {
+                        digest: descriptor.digest,
+                        layout: layout.to_owned(),
+                    });
+                }
+                pending.extend(held);
+            }
+        }
+        found.push(descriptor);
+    }
+    Ok(found)
 }
 
 /// True for the media types of image manifests and indexes (OCI and Docker).

@@ -245,3 +245,30 @@ async fn progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> anyhow::Result
     );
     Ok(())
 }
+
+/// Inspect and verify read the package file in one pass and write nothing: with `TMPDIR` pointing
+/// at a regular file, any scratch directory would fail to be created.
+#[tokio::test]
+async fn inspect_and_verify_need_no_scratch_space() -> anyhow::Result<()> {
+    let scratch = Scratch::new("package-no-scratch")?;
+    let package = create_ok(&demo(), &scratch.path().join("out"), &[])?;
+    let not_a_directory = scratch.path().join("not-a-directory");
+    std::fs::write(&not_a_directory, "")?;
+    for args in [
+        vec![
+            "package",
+            "inspect",
+            package.to_str().unwrap_or_default(),
+            "-o",
+            "json",
+        ],
+        vec!["package", "verify", package.to_str().unwrap_or_default()],
+    ] {
+        let output = std::process::Command::new(jackal_tests::workspace_binary("kubectl-jackal")?)
+            .args(&args)
+            .env("TMPDIR", &not_a_directory)
+            .output()?;
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    Ok(())
+}

@@ -1,16 +1,17 @@
 //! `package inspect`: what a package holds — definition, components, images with digests and
-//! sizes, total size — after verifying it. The package is unpacked (safely) into a scratch
-//! directory that is removed afterwards.
+//! sizes, total size — after verifying it, in one streaming pass over the file (nothing is
+//! unpacked); `summarize` does the same for a package unpacked on disk (a remote inspection).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jackal_crds::definition::PackageDefinition;
 use serde::Serialize;
 
 use super::IMAGES;
-use super::archive::{self, ArchiveError, Limits};
-use super::verify::{Verified, VerifyError, VerifyOptions, verify_dir};
-use crate::layout::{Layout, LayoutError, REFERENCE_ANNOTATION};
+use super::archive::ArchiveError;
+use super::verify::{Verified, VerifyError, VerifyOptions, verify_dir, verify_file};
+use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION, reachable_in};
 
 /// A summary of a package.
 #[derive(Clone, Debug, Serialize)]
@@ -93,32 +94,68 @@ pub enum InspectError {
     Layout(#[from] LayoutError),
 }
 
-/// Unpacks `path` into `scratch` (which must not exist), verifies and summarises it.
-pub fn inspect(path: &Path, options: &VerifyOptions, scratch: &Path) -> Result<Inspection, InspectError> {
-    let result = (|| {
-        archive::extract(path, scratch, &Limits::default())?;
-        let (verified, signature) = verify_for_inspection(scratch, options)?;
-        let mut files = Vec::new();
-        archive::collect(scratch, scratch, &mut files)?;
-        let content_size = files
+/// Verifies the package file at `path` and summarises it, in one streaming pass: nothing is
+/// unpacked; only the image layout's `index.json`, manifests and configs are kept in memory.
+pub fn inspect(path: &Path, options: &VerifyOptions) -> Result<Inspection, InspectError> {
+    let options = VerifyOptions {
+        skip_signature: options.skip_signature || options.public_key.is_none(),
+        ..options.clone()
+    };
+    let index_path = format!("{IMAGES}/index.json");
+    let blobs = format!("{IMAGES}/blobs/sha256/");
+    let file = verify_file(path, &options, |name, first| {
+        name == index_path || (name.starts_with(&blobs) && first.first() == Some(&b'{'))
+    })?;
+    let signature = signature_state(
+        file.sizes.contains_key(super::SIGNATURE),
+        file.verified.signature_checked,
+    );
+    let mut images = Vec::new();
+    if let Some(index) = file.kept.get(&index_path) {
+        let index: IndexDocument = serde_json::from_slice(index).map_err(|source| LayoutError::Parse {
+            path: PathBuf::from(&index_path),
+            source,
+        })?;
+        let documents: BTreeMap<String, Vec<u8>> = file
+            .kept
             .iter()
-            .filter_map(|file| std::fs::metadata(scratch.join(file)).ok())
-            .map(|m| m.len())
-            .sum();
-        let size = std::fs::metadata(path)
-            .map(|metadata| metadata.len())
-            .unwrap_or(0);
-        summarize(
-            path.to_owned(),
-            size,
-            content_size,
-            scratch,
-            verified.definition,
-            signature,
-        )
-    })();
-    let _ = std::fs::remove_dir_all(scratch);
-    result
+            .filter_map(|(name, bytes)| {
+                let hex = name.strip_prefix(&blobs)?;
+                Some((format!("sha256:{hex}"), bytes.clone()))
+            })
+            .collect();
+        for descriptor in index.manifests {
+            let blobs = reachable_in(&documents, &descriptor, Path::new(IMAGES))?;
+            images.push(image_summary(descriptor, &blobs));
+        }
+    }
+    let size = std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    let content_size = file.sizes.values().sum();
+    Ok(assemble(
+        path.to_owned(),
+        size,
+        content_size,
+        images,
+        file.verified.definition,
+        signature,
+    ))
+}
+
+/// `index.json`: the images a layout holds.
+#[derive(serde::Deserialize)]
+struct IndexDocument {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+fn signature_state(signed: bool, checked: bool) -> SignatureState {
+    match (signed, checked) {
+        (false, _) => SignatureState::Unsigned,
+        (true, true) => SignatureState::Verified,
+        (true, false) => SignatureState::NotChecked,
+    }
 }
 
 /// Verifies the unpacked package at `root`; the signature only when `options` has a key.
@@ -132,11 +169,7 @@ pub fn verify_for_inspection(
         ..options.clone()
     };
     let verified = verify_dir(root, &options)?;
-    let signature = match (signed, verified.signature_checked) {
-        (false, _) => SignatureState::Unsigned,
-        (true, true) => SignatureState::Verified,
-        (true, false) => SignatureState::NotChecked,
-    };
+    let signature = signature_state(signed, verified.signature_checked);
     Ok((verified, signature))
 }
 
@@ -154,19 +187,34 @@ pub fn summarize(
     if root.join(IMAGES).join("index.json").exists() {
         let layout = Layout::new(root.join(IMAGES));
         for descriptor in layout.index()? {
-            let size = layout.reachable(&descriptor)?.iter().map(|blob| blob.size).sum();
-            let reference = descriptor
-                .annotations
-                .get(REFERENCE_ANNOTATION)
-                .cloned()
-                .unwrap_or_default();
-            images.push(ImageSummary {
-                reference,
-                digest: descriptor.digest,
-                size,
-            });
+            let blobs = layout.reachable(&descriptor)?;
+            images.push(image_summary(descriptor, &blobs));
         }
     }
+    Ok(assemble(path, size, content_size, images, definition, signature))
+}
+
+/// An image's summary: its reference, its top digest, and the size of all it reaches.
+fn image_summary(descriptor: Descriptor, blobs: &[Descriptor]) -> ImageSummary {
+    ImageSummary {
+        reference: descriptor
+            .annotations
+            .get(REFERENCE_ANNOTATION)
+            .cloned()
+            .unwrap_or_default(),
+        size: blobs.iter().map(|blob| blob.size).sum(),
+        digest: descriptor.digest,
+    }
+}
+
+fn assemble(
+    path: PathBuf,
+    size: u64,
+    content_size: u64,
+    images: Vec<ImageSummary>,
+    definition: PackageDefinition,
+    signature: SignatureState,
+) -> Inspection {
     let components = definition
         .components
         .iter()
@@ -186,7 +234,7 @@ pub fn summarize(
                 .collect(),
         })
         .collect();
-    Ok(Inspection {
+    Inspection {
         path,
         size,
         content_size,
@@ -194,5 +242,5 @@ pub fn summarize(
         components,
         images,
         definition,
-    })
+    }
 }

@@ -1,13 +1,15 @@
-//! Verification of an unpacked package, shared by `package inspect`/`pull`/`deploy` and the
-//! operator: the signature (when there is one, or when a key is given), the aggregate checksum in
+//! Verification of a package, unpacked or as a file read in one streaming pass, shared by
+//! `package inspect`/`verify`/`pull`/`deploy` and the operator: the signature (when there is one, or when a key is given), the aggregate checksum in
 //! the definition, every listed file, and no file that is not listed. Every failure names the file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use jackal_crds::definition::{DefinitionError, PackageDefinition};
 
-use super::archive::collect;
+use super::archive::{self, ArchiveError, Entry, Limits, collect};
 use super::checksums::{file_sha256, parse, sha256};
 use super::signing::{self, SigningError};
 use super::{CHECKSUMS, DEFINITION, SIGNATURE};
@@ -73,6 +75,8 @@ pub enum VerifyError {
     NotSigned,
     #[error("signature check failed: {0}")]
     Signature(#[from] SigningError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
 }
 
 /// A package's verified metadata.
@@ -182,5 +186,109 @@ pub fn verify_dir(root: &Path, options: &VerifyOptions) -> Result<Verified, Veri
         definition,
         signature_checked,
         files,
+    })
+}
+
+/// Largest metadata file (definition, signature, checksums) read into memory.
+const METADATA_LIMIT: u64 = 64 << 20;
+/// Largest file kept in memory for the caller (image manifests and indexes).
+const KEPT_LIMIT: u64 = 4 << 20;
+
+/// A package file verified as a stream, with what the caller asked to keep.
+pub struct VerifiedFile {
+    /// What verification established.
+    pub verified: Verified,
+    /// Every file of the archive and its size (from the headers).
+    pub sizes: BTreeMap<String, u64>,
+    /// The bytes of the files `keep` chose (each at most 4 MiB; larger ones are not kept).
+    pub kept: BTreeMap<String, Vec<u8>>,
+}
+
+/// Verifies the package file at `path` in one pass over the archive, never unpacking it: the
+/// metadata at its front first, then every other file hashed as it streams by. The files `keep`
+/// picks (by path, with their first bytes) are also returned in memory.
+pub fn verify_file(
+    path: &Path,
+    options: &VerifyOptions,
+    keep: impl Fn(&str, &[u8]) -> bool,
+) -> Result<VerifiedFile, VerifyError> {
+    let metadata = archive::read_leading(path, &[DEFINITION, SIGNATURE, CHECKSUMS], METADATA_LIMIT)?;
+    let definition_bytes = metadata.get(DEFINITION).ok_or(VerifyError::Missing(DEFINITION))?;
+    let checksums = metadata.get(CHECKSUMS).ok_or(VerifyError::Missing(CHECKSUMS))?;
+    let signature = metadata
+        .get(SIGNATURE)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    let Metadata {
+        definition,
+        signature_checked,
+        listed,
+    } = verify_metadata(definition_bytes, signature.as_deref(), checksums, options)?;
+    let mut sizes = BTreeMap::new();
+    let mut kept = BTreeMap::new();
+    let mut files = 0;
+    archive::visit(path, &Limits::default(), false, |entry| {
+        let Entry::File {
+            path: name,
+            size,
+            content,
+        } = entry
+        else {
+            return Ok::<(), VerifyError>(());
+        };
+        sizes.insert(name.to_owned(), size);
+        if [DEFINITION, SIGNATURE, CHECKSUMS].contains(&name) {
+            return Ok(());
+        }
+        let expected = listed
+            .get(name)
+            .ok_or_else(|| VerifyError::Unexpected(name.to_owned()))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut held: Option<Vec<u8>> = None;
+        let mut first = true;
+        loop {
+            let read = content
+                .read(&mut buffer)
+                .map_err(|error| archive::read_failed(path, name, &error))?;
+            if read == 0 {
+                break;
+            }
+            let piece = &buffer[..read];
+            hasher.update(piece);
+            if first && size <= KEPT_LIMIT && keep(name, piece) {
+                held = Some(Vec::with_capacity(usize::try_from(size).unwrap_or(0)));
+            }
+            first = false;
+            if let Some(held) = held.as_mut() {
+                held.extend_from_slice(piece);
+            }
+        }
+        let actual = crate::hex(&hasher.finalize());
+        if &actual != expected {
+            return Err(VerifyError::FileMismatch {
+                path: name.to_owned(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if let Some(held) = held {
+            kept.insert(name.to_owned(), held);
+        }
+        files += 1;
+        Ok(())
+    })?;
+    if !options.partial
+        && let Some(missing) = listed.keys().find(|name| !sizes.contains_key(*name))
+    {
+        return Err(VerifyError::FileMissing(missing.clone()));
+    }
+    Ok(VerifiedFile {
+        verified: Verified {
+            definition,
+            signature_checked,
+            files,
+        },
+        sizes,
+        kept,
     })
 }

@@ -3,11 +3,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use jackal_core::package::archive::{self, Limits};
 use jackal_core::package::create::{CreateOptions, create};
 use jackal_core::package::images::ImageOptions;
 use jackal_core::package::inspect::{Inspection, inspect};
-use jackal_core::package::verify::{VerifyOptions, verify_dir};
+use jackal_core::package::verify::{VerifyOptions, verify_file};
 
 use jackal_core::package::oci;
 
@@ -85,8 +84,7 @@ fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
         progress.finish();
         inspected?
     } else {
-        let path = std::path::PathBuf::from(&args.package);
-        inspect(&path, &options, &scratch_for(&path))?
+        inspect(std::path::Path::new(&args.package), &options)?
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
@@ -100,17 +98,13 @@ fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
-    let scratch = scratch_for(&args.package);
     let options = VerifyOptions {
         public_key: read_key(args.key.as_ref())?,
         skip_signature: args.skip_signature,
         partial: args.partial,
     };
-    let result = archive::extract(&args.package, &scratch, &Limits::default())
-        .map_err(anyhow::Error::from)
-        .and_then(|_| Ok(verify_dir(&scratch, &options)?));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let verified = result?;
+    // One streaming pass over the file: nothing is unpacked.
+    let verified = verify_file(&args.package, &options, |_, _| false)?.verified;
     eprintln!(
         "{}: {} files match their checksums{}",
         args.package.display(),
@@ -163,17 +157,6 @@ fn pull_package(args: PullArgs) -> anyhow::Result<()> {
     );
     println!("{}", pulled.path.display());
     Ok(())
-}
-
-fn scratch_for(package: &std::path::Path) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "jackal-{}-{}",
-        package
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ))
 }
 
 fn human(bytes: u64) -> String {
