@@ -23,6 +23,16 @@ const DEMO_IMAGE: &str = "docker.io/jackaldev/demo-web:1.0.0";
 /// How long a pod from a preloaded image may take to become Ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The content of `path` inside the demo-web pod `pod`, read with the real `kubectl exec`.
+fn read_in_pod(
+    cluster: &jackal_tests::Cluster,
+    namespace: &str,
+    pod: &str,
+    path: &str,
+) -> anyhow::Result<String> {
+    cluster.kubectl_ok(&["exec", "-n", namespace, pod, "--", "/demo-web", "cat", path])
+}
+
 /// Creates a demo-web pod (serving on 8080 with `message`) and waits until it is Ready.
 async fn ready_demo_pod(api: &Api<Pod>, name: &str, message: &str) -> anyhow::Result<Pod> {
     api.create(&PostParams::default(), &demo_pod(name, message)?)

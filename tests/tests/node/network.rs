@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 
-use crate::{pod_ip, ready_demo_pod};
+use crate::{pod_ip, read_in_pod, ready_demo_pod};
 
 async fn expose(api: &Api<Service>, name: &str, kind: &str) -> anyhow::Result<Service> {
     let service: Service = from_json(json!({
@@ -114,16 +114,7 @@ async fn pods_have_no_default_route() -> anyhow::Result<()> {
     let namespace = cluster.namespace("no-default-route").await?;
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &namespace.name);
     ready_demo_pod(&pods, "web", "routes").await?;
-    let table = cluster.kubectl_ok(&[
-        "exec",
-        "-n",
-        &namespace.name,
-        "web",
-        "--",
-        "/demo-web",
-        "cat",
-        "/proc/net/route",
-    ])?;
+    let table = read_in_pod(&cluster, &namespace.name, "web", "/proc/net/route")?;
     // Columns: Iface Destination Gateway Flags ... Mask (hex, little-endian).
     let destinations: Vec<(&str, &str)> = table
         .lines()

@@ -7,7 +7,7 @@ use jackal_tests::Cluster;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
-use crate::ready_demo_pod;
+use crate::{read_in_pod, ready_demo_pod};
 
 #[tokio::test]
 async fn a_pod_from_a_preloaded_image_runs_to_ready() -> anyhow::Result<()> {
@@ -79,16 +79,8 @@ async fn pods_get_a_working_service_account_token_and_the_cluster_ca() -> anyhow
     let api = Api::<Pod>::namespaced(cluster.client.clone(), &namespace.name);
     ready_demo_pod(&api, "web", "token").await?;
     let read = |file: &str| {
-        cluster.kubectl_ok(&[
-            "exec",
-            "-n",
-            &namespace.name,
-            "web",
-            "--",
-            "/demo-web",
-            "cat",
-            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
-        ])
+        let path = format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}");
+        read_in_pod(&cluster, &namespace.name, "web", &path)
     };
     let (token, ca, pod_namespace) = (read("token")?, read("ca.crt")?, read("namespace")?);
     let cluster_ca = cluster.dir().join("pki/ca.crt");

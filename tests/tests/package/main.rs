@@ -92,3 +92,39 @@ fn run_ok(args: &[&str]) -> anyhow::Result<String> {
 fn publish_ok(package: &Path, target: &str) -> anyhow::Result<String> {
     run_ok(&["package", "publish", package.to_str().unwrap_or_default(), target])
 }
+
+/// Writes `DIR/NAME/jackal.yaml`: package NAME (version 0.1.0) with one required component
+/// holding `images`; returns the directory.
+fn images_definition(dir: &Path, name: &str, images: &[&str]) -> anyhow::Result<PathBuf> {
+    let directory = dir.join(name);
+    std::fs::create_dir_all(&directory)?;
+    let list = images
+        .iter()
+        .map(|image| format!("\"{image}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        directory.join("jackal.yaml"),
+        format!(
+            "kind: JackalPackageConfig\nmetadata: {{name: {name}, version: 0.1.0}}\ncomponents:\n  - name: images\n    required: true\n    images: [{list}]\n"
+        ),
+    )?;
+    Ok(directory)
+}
+
+/// The image blob digests inside a package file, sorted.
+fn blobs_in(package: &Path) -> anyhow::Result<Vec<String>> {
+    let listing = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-tf")
+        .arg(package)
+        .output()?;
+    anyhow::ensure!(listing.status.success(), "tar: {}", stderr(&listing));
+    let mut blobs: Vec<String> = String::from_utf8(listing.stdout)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("images/blobs/sha256/"))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    blobs.sort();
+    Ok(blobs)
+}

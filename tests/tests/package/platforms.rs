@@ -7,7 +7,7 @@ use std::process::Command;
 use jackal_tests::images::write_test_layout;
 use jackal_tests::{Scratch, connected_registry};
 
-use crate::{create_ok, inspect, publish_ok, run_ok, sha256, stderr};
+use crate::{blobs_in, create_ok, images_definition, inspect, publish_ok, run_ok, sha256, stderr};
 
 /// Pushes the test layout's two-platform image to the connected registry; returns its reference
 /// there, the index digest and the amd64 and arm64 manifest digests.
@@ -49,54 +49,6 @@ fn push_multiarch(scratch: &Scratch) -> anyhow::Result<(String, String, String, 
     Ok((target, image.digest.clone(), child("amd64")?, child("arm64")?))
 }
 
-fn definition(scratch: &Scratch, name: &str, images: &[String]) -> anyhow::Result<std::path::PathBuf> {
-    let directory = scratch.path().join(name);
-    std::fs::create_dir_all(&directory)?;
-    let list = images
-        .iter()
-        .map(|i| format!("\"{i}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    std::fs::write(
-        directory.join("jackal.yaml"),
-        format!(
-            "kind: JackalPackageConfig\nmetadata: {{name: {name}, version: 0.1.0}}\ncomponents:\n  - name: images\n    required: true\n    images: [{list}]\n"
-        ),
-    )?;
-    Ok(directory)
-}
-
-/// `(reference, digest, size)` of every image the package holds.
-fn images_of(summary: &serde_json::Value) -> Vec<(String, String, u64)> {
-    summary["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|image| {
-            (
-                image["reference"].as_str().unwrap_or_default().to_owned(),
-                image["digest"].as_str().unwrap_or_default().to_owned(),
-                image["size"].as_u64().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-/// Blob digests inside a package file.
-fn blobs_in(package: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let listing = Command::new("tar")
-        .arg("--zstd")
-        .arg("-tf")
-        .arg(package)
-        .output()?;
-    anyhow::ensure!(listing.status.success(), "tar: {}", stderr(&listing));
-    Ok(String::from_utf8(listing.stdout)?
-        .lines()
-        .filter_map(|line| line.strip_prefix("images/blobs/sha256/"))
-        .map(|hex| format!("sha256:{hex}"))
-        .collect())
-}
-
 #[tokio::test]
 async fn multi_platform_images_keep_the_target_platform_and_pinned_indexes() -> anyhow::Result<()> {
     let scratch = Scratch::new("package-platforms")?;
@@ -108,10 +60,10 @@ async fn multi_platform_images_keep_the_target_platform_and_pinned_indexes() -> 
     let pinned = format!("{repository}@{index_digest}");
 
     for (architecture, wanted, other) in [("amd64", &amd64, &arm64), ("arm64", &arm64, &amd64)] {
-        let directory = definition(
-            &scratch,
+        let directory = images_definition(
+            scratch.path(),
             &format!("platforms-{architecture}"),
-            &[tagged.clone(), pinned.clone()],
+            &[&tagged, &pinned],
         )?;
         let package = create_ok(
             &directory,
@@ -119,19 +71,24 @@ async fn multi_platform_images_keep_the_target_platform_and_pinned_indexes() -> 
             &["--architecture", architecture],
         )?;
         let summary = inspect(&package)?;
-        let images = images_of(&summary);
         let digest_of = |reference: &str| {
-            images
-                .iter()
-                .find(|(r, _, _)| r == reference)
-                .map(|(_, digest, size)| (digest.clone(), *size))
+            summary["images"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|image| image["reference"] == reference)
+                .map(|image| {
+                    let digest = image["digest"].as_str().unwrap_or_default().to_owned();
+                    (digest, image["size"].as_u64().unwrap_or_default())
+                })
+                .ok_or_else(|| anyhow::anyhow!("no {reference} in {summary}"))
         };
-        let (tag_digest, tag_size) = digest_of(&tagged).ok_or_else(|| anyhow::anyhow!("{images:?}"))?;
+        let (tag_digest, tag_size) = digest_of(&tagged)?;
         assert_eq!(
             &tag_digest, wanted,
             "a tag resolves to the {architecture} manifest"
         );
-        let (pinned_digest, pinned_size) = digest_of(&pinned).ok_or_else(|| anyhow::anyhow!("{images:?}"))?;
+        let (pinned_digest, pinned_size) = digest_of(&pinned)?;
         assert_eq!(pinned_digest, index_digest, "the pinned index digest is kept");
         assert!(
             pinned_size > tag_size,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jackal_core::package::sources::package_chart_directory;
 use jackal_tests::{Scratch, connected_registry, http, injector, registry, testbed_dir};
 
-use crate::{create_ok, demo, inspect, publish_ok, run_ok, sha256, stderr};
+use crate::{blobs_in, create_ok, demo, images_definition, inspect, publish_ok, run_ok, sha256, stderr};
 
 /// A static HTTP server on loopback (python's), killed when dropped.
 struct StaticServer(Child, String);
@@ -359,32 +359,12 @@ async fn images_shared_by_two_references_are_stored_once() -> anyhow::Result<()>
     let copy = format!("{registry_address}/dedupe-{}/demo-web:1.0.0", std::process::id());
     registry::copy_image(&original, &copy).await?;
     let package_of = |name: &str, images: &[&str]| -> anyhow::Result<Vec<String>> {
-        let directory = scratch.path().join(name);
-        std::fs::create_dir_all(&directory)?;
-        let list = images
-            .iter()
-            .map(|i| format!("\"{i}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            directory.join("jackal.yaml"),
-            format!(
-                "kind: JackalPackageConfig\nmetadata: {{name: {name}}}\ncomponents:\n  - name: images\n    required: true\n    images: [{list}]\n"
-            ),
-        )?;
-        let package = create_ok(&directory, &scratch.path().join(format!("out-{name}")), &[])?;
-        let listing = std::process::Command::new("tar")
-            .arg("--zstd")
-            .arg("-tf")
-            .arg(&package)
-            .output()?;
-        let mut blobs: Vec<String> = String::from_utf8(listing.stdout)?
-            .lines()
-            .filter(|line| line.starts_with("images/blobs/"))
-            .map(str::to_owned)
-            .collect();
-        blobs.sort();
-        Ok(blobs)
+        let directory = images_definition(scratch.path(), name, images)?;
+        blobs_in(&create_ok(
+            &directory,
+            &scratch.path().join(format!("out-{name}")),
+            &[],
+        )?)
     };
     let one = package_of("one", &[&original])?;
     let two = package_of("two", &[&original, &copy])?;

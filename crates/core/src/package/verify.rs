@@ -204,6 +204,22 @@ pub struct VerifiedFile {
     pub kept: BTreeMap<String, Vec<u8>>,
 }
 
+/// Reads the metadata at the front of the package file at `path` (definition, signature,
+/// checksums, as raw bytes by name) and verifies it, without reading the rest.
+pub fn read_metadata(
+    path: &Path,
+    options: &VerifyOptions,
+) -> Result<(BTreeMap<String, Vec<u8>>, Metadata), VerifyError> {
+    let metadata = archive::read_leading(path, &[DEFINITION, SIGNATURE, CHECKSUMS], METADATA_LIMIT)?;
+    let definition = metadata.get(DEFINITION).ok_or(VerifyError::Missing(DEFINITION))?;
+    let checksums = metadata.get(CHECKSUMS).ok_or(VerifyError::Missing(CHECKSUMS))?;
+    let signature = metadata
+        .get(SIGNATURE)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    let verified = verify_metadata(definition, signature.as_deref(), checksums, options)?;
+    Ok((metadata, verified))
+}
+
 /// Verifies the package file at `path` in one pass over the archive, never unpacking it: the
 /// metadata at its front first, then every other file hashed as it streams by. The files `keep`
 /// picks (by path, with their first bytes) are also returned in memory.
@@ -212,17 +228,14 @@ pub fn verify_file(
     options: &VerifyOptions,
     keep: impl Fn(&str, &[u8]) -> bool,
 ) -> Result<VerifiedFile, VerifyError> {
-    let metadata = archive::read_leading(path, &[DEFINITION, SIGNATURE, CHECKSUMS], METADATA_LIMIT)?;
-    let definition_bytes = metadata.get(DEFINITION).ok_or(VerifyError::Missing(DEFINITION))?;
-    let checksums = metadata.get(CHECKSUMS).ok_or(VerifyError::Missing(CHECKSUMS))?;
-    let signature = metadata
-        .get(SIGNATURE)
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-    let Metadata {
-        definition,
-        signature_checked,
-        listed,
-    } = verify_metadata(definition_bytes, signature.as_deref(), checksums, options)?;
+    let (
+        _,
+        Metadata {
+            definition,
+            signature_checked,
+            listed,
+        },
+    ) = read_metadata(path, options)?;
     let mut sizes = BTreeMap::new();
     let mut kept = BTreeMap::new();
     let mut files = 0;

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::package::archive::{self, Entry, Limits};
 use crate::package::checksums;
-use crate::package::verify::{VerifyError, VerifyOptions, verify_metadata};
+use crate::package::verify::{VerifyError, VerifyOptions, read_metadata};
 use crate::package::{CHECKSUMS, DEFINITION, SIGNATURE, hex_of};
 use crate::progress::Progress;
 use crate::registry::{self, Credentials};
@@ -40,8 +40,6 @@ pub struct Published {
     pub skipped: usize,
 }
 
-/// Largest metadata file (definition, signature, checksums) read into memory.
-const METADATA_LIMIT: u64 = 64 << 20;
 /// Bytes per chunk handed from the archive reader to an upload.
 const CHUNK: usize = 1 << 20;
 
@@ -54,16 +52,8 @@ pub async fn publish(
     progress: &dyn Progress,
 ) -> Result<Published, OciError> {
     let (host, base) = parse_target(target)?;
-    let metadata = archive::read_leading(package, &[DEFINITION, SIGNATURE, CHECKSUMS], METADATA_LIMIT)?;
-    let definition_bytes = metadata.get(DEFINITION).ok_or(VerifyError::Missing(DEFINITION))?;
-    let checksums_bytes = metadata.get(CHECKSUMS).ok_or(VerifyError::Missing(CHECKSUMS))?;
-    let signature = metadata
-        .get(SIGNATURE)
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-    let verified = verify_metadata(
-        definition_bytes,
-        signature.as_deref(),
-        checksums_bytes,
+    let (metadata, verified) = read_metadata(
+        package,
         &VerifyOptions {
             skip_signature: true,
             ..VerifyOptions::default()
