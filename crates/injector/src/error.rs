@@ -9,6 +9,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The termination signal handler cannot be installed.
+    #[error("failed to install the SIGTERM handler: {0}")]
+    Signals(std::io::Error),
+
     /// The chunk directory cannot be read.
     #[error("failed to read chunk directory {directory}: {source}")]
     ReadDirectory {

@@ -1,6 +1,6 @@
 //! The distribution API details clients rely on: media types and digests on manifests (GET and
 //! HEAD), ranges on blobs, tag and catalog listings, spec error bodies, refused writes, fast
-//! refusal of TLS, and persistent connections.
+//! refusal of TLS, persistent connections, and a clean exit on SIGTERM.
 
 use std::time::Duration;
 
@@ -251,6 +251,22 @@ async fn tls_is_refused_at_once_and_connections_are_reused() -> anyhow::Result<(
     assert!(
         text.contains("Connection: keep-alive") && text.contains("repositories"),
         "{text}"
+    );
+    Ok(())
+}
+
+/// SIGTERM ends the injector at once and cleanly (exit status 0): as PID 1 in a pod, without a
+/// handler it would ignore the signal and hold the pod for its whole grace period.
+#[tokio::test]
+async fn sigterm_stops_the_injector_at_once() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-sigterm")?;
+    let mut injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let status = injector.terminate(Duration::from_secs(2))?;
+    assert!(status.success(), "exited with {status}: {}", injector.log());
+    assert!(
+        injector.log().contains("terminated, exiting"),
+        "{}",
+        injector.log()
     );
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! pulls the registry image from it, and the registry runs behind NodePort 31999; the demo image
 //! is copied from the injector into the registry with its digest; then the webhook rewrites a
 //! Deployment's `docker.io/jackaldev/demo-web:1.0.0` to
-//! `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0`, and the air-gapped node pulls it from the
-//! registry and runs it.
+//! `127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.0` (and another's `registry:3.1.2`, a Docker
+//! Hub short name, to `127.0.0.1:31999/docker.io/library/registry:3.1.2`), and the air-gapped node
+//! pulls them from the registry and runs them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -161,22 +162,24 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
     expose(&services, "registry", "registry", REGISTRY_NODE_PORT).await?;
     let registry_address = format!("127.0.0.1:{REGISTRY_NODE_PORT}");
     wait_for_registry(&registry_address).await?;
-    let copied = std::process::Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("docker://{seed_address}/{IMAGE}"))
-        .arg(format!("docker://{registry_address}/{IMAGE}"))
-        .output()?;
-    anyhow::ensure!(
-        copied.status.success(),
-        "skopeo copy from the injector to the registry: {}",
-        String::from_utf8_lossy(&copied.stderr)
-    );
+    for image in [IMAGE, REGISTRY_IMAGE] {
+        let copied = std::process::Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{seed_address}/{image}"))
+            .arg(format!("docker://{registry_address}/{image}"))
+            .output()?;
+        anyhow::ensure!(
+            copied.status.success(),
+            "skopeo copy of {image} from the injector to the registry: {}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+    }
     let digest = layout.find(IMAGE)?.digest;
     let manifest = http::request(
         "HEAD",
@@ -196,82 +199,128 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
         "the copy keeps the digest"
     );
 
-    // The workload: an ordinary Deployment naming the public image.
+    // The workloads: ordinary Deployments naming public images, one by its full name and one by
+    // its Docker Hub short name (`registry:3.1.2` is `docker.io/library/registry:3.1.2`).
     let webhook =
         TestWebhook::start(&cluster.client, "e2e-app", test_rules(), WebhookSpec::default()).await?;
     let app = cluster
         .labelled_namespace("e2e-app", &webhook.namespace_labels())
         .await?;
     webhook.wait_until_active(&cluster.client, &app.name).await?;
-    let deployment: Deployment = from_json(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-                "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "web", "image": IMAGE, "imagePullPolicy": "Always", "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}}],
-            }},
-        },
-    }))?;
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &app.name);
-    deployments.create(&PostParams::default(), &deployment).await?;
+    let workloads = [
+        ("web", IMAGE, IMAGE, 8080, "/healthz"),
+        ("mirror", "registry:3.1.2", REGISTRY_IMAGE, 5000, "/v2/"),
+    ];
+    for (name, image, _, port, path) in workloads {
+        let deployment: Deployment = from_json(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "securityContext": {"fsGroup": 65532},
+                    "containers": [{"name": name, "image": image, "imagePullPolicy": "Always",
+                                    "readinessProbe": {"httpGet": {"path": path, "port": port}, "periodSeconds": 1}}],
+                }},
+            },
+        }))?;
+        deployments.create(&PostParams::default(), &deployment).await?;
+    }
     let available = |deployment: Option<&Deployment>| {
         deployment
             .and_then(|d| d.status.as_ref())
             .is_some_and(|status| status.available_replicas == Some(1))
     };
-    wait_until(
-        &deployments,
-        "web",
-        Duration::from_secs(90),
-        "available",
-        available,
-    )
-    .await?;
-
     let app_pods = Api::<Pod>::namespaced(cluster.client.clone(), &app.name);
-    let pod = app_pods
-        .list(&ListParams::default().labels("app=web"))
-        .await?
-        .items
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no pod"))?;
-    let expected = format!("{registry_address}/{IMAGE}");
-    let status = pod
-        .status
-        .clone()
-        .unwrap_or_default()
-        .container_statuses
-        .unwrap_or_default();
-    assert_eq!(status[0].image, expected);
-    assert!(
-        status[0].image_id.ends_with(&digest),
-        "ran {} instead of {digest}",
-        status[0].image_id
-    );
-    let events = Api::<Event>::namespaced(cluster.client.clone(), &app.name)
-        .list(&ListParams::default().fields(&format!(
-            "involvedObject.name={},reason=Pulled",
-            pod.metadata.name.clone().unwrap_or_default()
-        )))
+    for (name, _, full, _, _) in workloads {
+        wait_until(
+            &deployments,
+            name,
+            Duration::from_secs(90),
+            "available",
+            available,
+        )
         .await?;
-    let pulled = events
-        .items
-        .iter()
-        .filter_map(|event| event.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        pulled.contains(&format!("Successfully pulled image \"{expected}\"")),
-        "events: {pulled}"
-    );
+        let pod = app_pods
+            .list(&ListParams::default().labels(&format!("app={name}")))
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no pod for {name}"))?;
+        let expected = format!("{registry_address}/{full}");
+        let digest = layout.find(full)?.digest;
+        let spec_image = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.containers[0].image.clone());
+        assert_eq!(
+            spec_image.as_deref(),
+            Some(expected.as_str()),
+            "{name} is rewritten"
+        );
+        // The status names the image by any of its names on the node (the registry image also came
+        // from the injector), so where it was pulled from is read from the Pulled event below.
+        let status = pod
+            .status
+            .clone()
+            .unwrap_or_default()
+            .container_statuses
+            .unwrap_or_default();
+        assert!(
+            status[0].image_id.ends_with(&digest),
+            "{name} ran {} instead of {digest}",
+            status[0].image_id
+        );
+        let events = Api::<Event>::namespaced(cluster.client.clone(), &app.name)
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name={},reason=Pulled",
+                pod.metadata.name.clone().unwrap_or_default()
+            )))
+            .await?;
+        let pulled = events
+            .items
+            .iter()
+            .filter_map(|event| event.message.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            pulled.contains(&format!("Successfully pulled image \"{expected}\"")),
+            "{name} events: {pulled}"
+        );
+    }
     let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "registry"])?;
-    assert!(
-        served.contains("/v2/docker.io/jackaldev/demo-web/manifests/1.0.0"),
-        "registry log:\n{served}"
-    );
+    for manifest in [
+        "docker.io/jackaldev/demo-web/manifests/1.0.0",
+        "docker.io/library/registry/manifests/3.1.2",
+    ] {
+        assert!(
+            served.contains(manifest),
+            "registry log lacks {manifest}:\n{served}"
+        );
+    }
 
+    // Bootstrap's last step removes the seed: as PID 1 the injector exits on SIGTERM, so its pod
+    // goes at once instead of after the default 30 s grace period.
+    let started = std::time::Instant::now();
+    let injector_pod = pods.get("injector").await?;
+    pods.delete("injector", &Default::default()).await?;
+    let uid = injector_pod.metadata.uid.clone().unwrap_or_default();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        kube::runtime::wait::await_condition(
+            pods.clone(),
+            "injector",
+            kube::runtime::wait::conditions::is_deleted(&uid),
+        ),
+    )
+    .await??;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the injector pod took {:?} to go",
+        started.elapsed()
+    );
     Ok(())
 }
