@@ -78,7 +78,11 @@ async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> 
         docker_config(&registry)["auths"]["127.0.0.1:31999"]["password"],
         "first"
     );
-    let git = secrets_in.get("private-git-server").await?;
+    // The controller writes the two Secrets one after the other.
+    let git = eventually("the git Secret exists", async || {
+        Ok(secrets_in.get_opt("private-git-server").await?)
+    })
+    .await?;
     assert_eq!(git.data.unwrap_or_default()["username"].0, b"read");
     let secrets_out = Api::<Secret>::namespaced(cluster.client.clone(), &other.name);
     assert!(
