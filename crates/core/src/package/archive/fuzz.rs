@@ -1,14 +1,40 @@
 //! Bounded fuzzing of the archive reader: generated hostile archives (random paths, entry types,
 //! links and sizes) and random corruptions of real packages. Whatever the input, reading never
 //! panics, never writes outside the destination, leaves no destination behind when it refuses,
-//! and names the archive in every refusal. `PROPTEST_CASES` raises the number of cases.
+//! and names the archive in every refusal; the streaming verifier never accepts what extraction
+//! refuses. `PROPTEST_CASES` raises the number of cases.
 
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use super::tests::{package, raw_entry, scratch};
+use super::tests::{raw_entry, scratch};
 use super::*;
+
+/// A small package that verifies: a definition whose aggregate checksum covers `checksums.txt`,
+/// which lists a component and a blob.
+fn package(root: &Path) -> PathBuf {
+    use crate::package::checksums::sha256;
+    let dir = root.join("package");
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    std::fs::create_dir_all(dir.join("images/blobs/sha256")).unwrap();
+    let component = vec![7u8; 300_000];
+    let blob = b"blob".to_vec();
+    std::fs::write(dir.join("components/web.tar"), &component).unwrap();
+    std::fs::write(dir.join("images/blobs/sha256/aa"), &blob).unwrap();
+    let checksums = format!(
+        "{} components/web.tar\n{} images/blobs/sha256/aa\n",
+        sha256(&component),
+        sha256(&blob)
+    );
+    std::fs::write(dir.join("checksums.txt"), &checksums).unwrap();
+    let definition = format!(
+        "kind: JackalPackageConfig\nmetadata:\n  name: fuzzed\n  aggregateChecksum: {}\ncomponents:\n  - name: web\n",
+        sha256(checksums.as_bytes())
+    );
+    std::fs::write(dir.join("jackal.yaml"), definition).unwrap();
+    dir
+}
 
 /// Every path under `root` (relative), directories included, without following links.
 fn tree(root: &Path) -> Vec<(PathBuf, std::fs::FileType)> {
@@ -36,6 +62,7 @@ fn check_extract(root: &Path, archive: &Path, limits: &Limits) -> Result<(), Tes
     let destination = root.join("out");
     let before: Vec<PathBuf> = tree(root).into_iter().map(|(path, _)| path).collect();
     let result = extract(archive, &destination, limits);
+    let result_was_ok = result.is_ok();
     let after = tree(root);
     let outside: Vec<PathBuf> = after
         .iter()
@@ -69,8 +96,15 @@ fn check_extract(root: &Path, archive: &Path, limits: &Limits) -> Result<(), Tes
             );
         }
     }
-    // read_leading takes the same input without unpacking: it must not panic either.
+    // read_leading and the streaming verifier take the same input without unpacking: they must
+    // not panic either, and the verifier must not accept what extraction refuses.
     let _ = read_leading(archive, &[DEFINITION, SIGNATURE, CHECKSUMS], 1 << 20);
+    let options = crate::package::verify::VerifyOptions::default();
+    let verified = crate::package::verify::verify_file(archive, &options, |_, _| true);
+    prop_assert!(
+        verified.is_err() || result_was_ok,
+        "verify_file accepted an archive extract refused"
+    );
     Ok(())
 }
 
@@ -216,4 +250,17 @@ fn cases(default: u32) -> u32 {
         .ok()
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(default)
+}
+
+/// The damaged-package property means something only if the undamaged package verifies.
+#[test]
+fn the_undamaged_fixture_verifies() {
+    let root = scratch("fuzz-fixture");
+    let source = package(&root);
+    let archive = root.join("package.tar.zst");
+    write(&source, &archive, true).unwrap();
+    let options = crate::package::verify::VerifyOptions::default();
+    let verified = crate::package::verify::verify_file(&archive, &options, |_, _| false).unwrap();
+    assert_eq!(verified.verified.files, 2);
+    let _ = std::fs::remove_dir_all(&root);
 }
