@@ -125,6 +125,16 @@ impl Cluster {
             .create(&PostParams::default(), &namespace)
             .await
             .with_context(|| format!("failed to create test namespace {name}"))?;
+        // Pods are refused until the controller manager has made the namespace's `default`
+        // ServiceAccount, a moment after the namespace.
+        let accounts =
+            Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.client.clone(), &name);
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(accounts, "default", conditions::is_created()),
+        )
+        .await
+        .with_context(|| format!("namespace {name} got no default ServiceAccount within 30 s"))??;
         Ok(TestNamespace {
             name,
             dir: self.dir.clone(),

@@ -159,3 +159,38 @@ pub fn pod_waiting_with(reasons: &'static [&'static str]) -> impl Condition<Pod>
             })
     }
 }
+
+/// The messages of the events with `reason` about the object `name` in `namespace`, joined by
+/// newlines, once `done` holds for them (events are written apart from the status, a little
+/// later); fails after `timeout` with what was seen.
+pub async fn event_messages(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let by_object = ListParams::default().fields(&format!("involvedObject.name={name},reason={reason}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let messages = events
+            .list(&by_object)
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|event| event.message)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if done(&messages) {
+            return Ok(messages);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the {reason} events of {name} never said what was expected within {timeout:?}: {messages:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

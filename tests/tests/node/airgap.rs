@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use jackal_tests::wait::{pod_waiting_with, wait_until};
+use jackal_tests::wait::{event_messages, pod_waiting_with, wait_until};
 use jackal_tests::{Cluster, connected_registry, from_json, http};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 const PULL_FAILURES: &[&str] = &["ErrImagePull", "ImagePullBackOff"];
@@ -35,15 +35,16 @@ async fn assert_unpullable(
     )
     .await?;
 
-    let events = Api::<Event>::namespaced(cluster.client.clone(), namespace)
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name},reason=Failed")))
-        .await?;
-    let message = events
-        .items
-        .iter()
-        .filter_map(|event| event.message.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let failed = format!("Failed to pull image \"{image}\"");
+    let message = event_messages(
+        &cluster.client,
+        namespace,
+        name,
+        "Failed",
+        Duration::from_secs(30),
+        |m| m.contains(&failed) && m.contains("connection refused"),
+    )
+    .await?;
     assert!(
         message.contains(&format!("Failed to pull image \"{image}\"")),
         "events: {message}"

@@ -147,6 +147,15 @@ async fn the_operator_binary_runs_the_webhook_with_least_privilege() -> anyhow::
     };
     let scratch = Scratch::new("operator-run")?;
     let namespaces = Api::<Namespace>::all(cluster.client.clone());
+    // An earlier run deletes the namespace without waiting: let that finish first.
+    eventually("the previous run's namespace is gone", 120, async || {
+        let terminating = namespaces
+            .get_opt(NAMESPACE)
+            .await?
+            .is_some_and(|namespace| namespace.metadata.deletion_timestamp.is_some());
+        Ok((!terminating).then_some(()))
+    })
+    .await?;
     if namespaces.get_opt(NAMESPACE).await?.is_none() {
         namespaces
             .create(

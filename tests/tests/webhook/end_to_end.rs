@@ -13,12 +13,12 @@ use std::time::Duration;
 use jackal_core::layout::Layout;
 use jackal_core::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
 use jackal_crds::init::WebhookSpec;
-use jackal_tests::wait::{pod_ready, wait_until};
+use jackal_tests::wait::{event_messages, pod_ready, wait_until};
 use jackal_tests::webhook::{TestWebhook, test_rules};
 use jackal_tests::{Cluster, from_json, http, injector};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use serde_json::json;
@@ -274,42 +274,43 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
             "{name} ran {} instead of {digest}",
             status[0].image_id
         );
-        let events = Api::<Event>::namespaced(cluster.client.clone(), &app.name)
-            .list(&ListParams::default().fields(&format!(
-                "involvedObject.name={},reason=Pulled",
-                pod.metadata.name.clone().unwrap_or_default()
-            )))
-            .await?;
-        let pulled = events
-            .items
-            .iter()
-            .filter_map(|event| event.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(
-            pulled.contains(&format!("Successfully pulled image \"{expected}\"")),
-            "{name} events: {pulled}"
-        );
+        let pulled = format!("Successfully pulled image \"{expected}\"");
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        event_messages(
+            &cluster.client,
+            &app.name,
+            &pod_name,
+            "Pulled",
+            Duration::from_secs(30),
+            |m| m.contains(&pulled),
+        )
+        .await?;
     }
-    let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "registry"])?;
-    for manifest in [
+    let manifests = [
         "docker.io/jackaldev/demo-web/manifests/1.0.0",
         "docker.io/library/registry/manifests/3.1.2",
-    ] {
-        assert!(
-            served.contains(manifest),
-            "registry log lacks {manifest}:\n{served}"
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let served = cluster.kubectl_ok(&["logs", "-n", &seed.name, "registry"])?;
+        if manifests.iter().all(|manifest| served.contains(manifest)) {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the registry log lacks one of {manifests:?}:\n{served}"
         );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // Bootstrap's last step removes the seed: as PID 1 the injector exits on SIGTERM, so its pod
-    // goes at once instead of after the default 30 s grace period.
+    // goes at once instead of after the default 30 s grace period (20 s allows for a loaded node).
     let started = std::time::Instant::now();
     let injector_pod = pods.get("injector").await?;
     pods.delete("injector", &Default::default()).await?;
     let uid = injector_pod.metadata.uid.clone().unwrap_or_default();
     tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         kube::runtime::wait::await_condition(
             pods.clone(),
             "injector",
@@ -318,7 +319,7 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
     )
     .await??;
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(20),
         "the injector pod took {:?} to go",
         started.elapsed()
     );

@@ -31,10 +31,12 @@ async fn certificates_rotate_without_a_failed_admission() -> anyhow::Result<()> 
         )
         .await?;
     let certificates = Arc::new(CertificateStore::default());
+    // Short lives so that a minute sees several renewals and a CA rotation; the propagation window
+    // leaves a loaded 2-core machine's API server time to pick up a new CA bundle.
     let validity = Validity {
-        ca: Duration::from_secs(24),
-        leaf: Duration::from_secs(9),
-        propagation: Duration::from_secs(3),
+        ca: Duration::from_secs(40),
+        leaf: Duration::from_secs(15),
+        propagation: Duration::from_secs(6),
     };
     let manager = Arc::new(CertificateManager::new(
         cluster.client.clone(),
@@ -76,7 +78,7 @@ async fn certificates_rotate_without_a_failed_admission() -> anyhow::Result<()> 
     let (mut admitted, mut failures) = (0, Vec::new());
     let (mut leaves, mut authorities) = (BTreeSet::new(), BTreeSet::new());
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(40) {
+    while started.elapsed() < Duration::from_secs(60) {
         match pods.create(&dry_run, &pod).await {
             Ok(created)
                 if created.spec.as_ref().is_some_and(|spec| {
