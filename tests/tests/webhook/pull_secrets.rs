@@ -100,6 +100,11 @@ async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> 
         Ok((docker_config(&secret)["auths"]["127.0.0.1:31999"]["password"] == "second").then_some(()))
     })
     .await?;
+    // The controller has been through every namespace since: the other one still has nothing.
+    assert!(
+        secrets_out.get_opt("private-registry").await?.is_none(),
+        "a namespace that is not opted in got a Secret"
+    );
 
     // Opting out removes Jackal's copies.
     Api::<Namespace>::all(cluster.client.clone())
