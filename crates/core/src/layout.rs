@@ -91,13 +91,7 @@ impl Layout {
 
     /// The descriptors listed in `index.json`.
     pub fn index(&self) -> Result<Vec<Descriptor>, LayoutError> {
-        let path = self.root.join("index.json");
-        #[derive(Deserialize)]
-        struct Index {
-            #[serde(default)]
-            manifests: Vec<Descriptor>,
-        }
-        let index: Index = read_json(&path)?;
+        let index: Index = read_json(&self.root.join("index.json"))?;
         Ok(index.manifests)
     }
 
@@ -170,10 +164,7 @@ pub fn reachable_in(
                 path: path(digest),
                 source: std::io::ErrorKind::NotFound.into(),
             })?;
-            serde_json::from_slice(bytes).map_err(|source| LayoutError::Parse {
-                path: path(digest),
-                source,
-            })
+            parse_json(bytes, &path(digest))
         },
     )
 }
@@ -228,6 +219,26 @@ pub fn is_manifest(media_type: &str) -> bool {
     )
 }
 
+/// `index.json`: the images a layout holds.
+#[derive(Deserialize)]
+struct Index {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+/// The descriptors an `index.json` read from `bytes` lists; `path` names it in errors.
+pub fn parse_index(bytes: &[u8], path: &Path) -> Result<Vec<Descriptor>, LayoutError> {
+    let index: Index = parse_json(bytes, path)?;
+    Ok(index.manifests)
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], path: &Path) -> Result<T, LayoutError> {
+    serde_json::from_slice(bytes).map_err(|source| LayoutError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, LayoutError> {
     let read_error = |source| LayoutError::Read {
         path: path.to_owned(),
@@ -241,10 +252,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, LayoutError
         });
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    serde_json::from_slice(&bytes).map_err(|source| LayoutError::Parse {
-        path: path.to_owned(),
-        source,
-    })
+    parse_json(&bytes, path)
 }
 
 /// Writes an OCI image layout: blobs as they come, `index.json` at the end (atomically), so a

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::IMAGES;
 use super::archive::ArchiveError;
-use super::verify::{Verified, VerifyError, VerifyOptions, verify_dir, verify_file};
-use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION, reachable_in};
+use super::verify::{Verified, VerifiedFile, VerifyError, VerifyOptions, verify_dir, verify_file};
+use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION, parse_index, reachable_in};
 
 /// A summary of a package.
 #[derive(Clone, Debug, Serialize)]
@@ -103,28 +103,26 @@ pub fn inspect(path: &Path, options: &VerifyOptions) -> Result<Inspection, Inspe
     };
     let index_path = format!("{IMAGES}/index.json");
     let blobs = format!("{IMAGES}/blobs/sha256/");
-    let file = verify_file(path, &options, |name, first| {
+    let VerifiedFile {
+        verified,
+        sizes,
+        mut kept,
+    } = verify_file(path, &options, |name, first| {
         name == index_path || (name.starts_with(&blobs) && first.first() == Some(&b'{'))
     })?;
-    let signature = signature_state(
-        file.sizes.contains_key(super::SIGNATURE),
-        file.verified.signature_checked,
-    );
+    let signature = signature_state(sizes.contains_key(super::SIGNATURE), verified.signature_checked);
     let mut images = Vec::new();
-    if let Some(index) = file.kept.get(&index_path) {
-        let index: IndexDocument = serde_json::from_slice(index).map_err(|source| LayoutError::Parse {
-            path: PathBuf::from(&index_path),
-            source,
-        })?;
-        let documents: BTreeMap<String, Vec<u8>> = file
-            .kept
-            .iter()
+    if let Some(index) = kept.remove(&index_path) {
+        let index = parse_index(&index, Path::new(&index_path))?;
+        // The rest of what was kept are the layout's JSON blobs, moved into a map by digest.
+        let documents: BTreeMap<String, Vec<u8>> = kept
+            .into_iter()
             .filter_map(|(name, bytes)| {
                 let hex = name.strip_prefix(&blobs)?;
-                Some((format!("sha256:{hex}"), bytes.clone()))
+                Some((format!("sha256:{hex}"), bytes))
             })
             .collect();
-        for descriptor in index.manifests {
+        for descriptor in index {
             let blobs = reachable_in(&documents, &descriptor, Path::new(IMAGES))?;
             images.push(image_summary(descriptor, &blobs));
         }
@@ -132,22 +130,15 @@ pub fn inspect(path: &Path, options: &VerifyOptions) -> Result<Inspection, Inspe
     let size = std::fs::metadata(path)
         .map(|metadata| metadata.len())
         .unwrap_or(0);
-    let content_size = file.sizes.values().sum();
+    let content_size = sizes.values().sum();
     Ok(assemble(
         path.to_owned(),
         size,
         content_size,
         images,
-        file.verified.definition,
+        verified.definition,
         signature,
     ))
-}
-
-/// `index.json`: the images a layout holds.
-#[derive(serde::Deserialize)]
-struct IndexDocument {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
 }
 
 fn signature_state(signed: bool, checked: bool) -> SignatureState {
