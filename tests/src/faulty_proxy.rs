@@ -26,8 +26,30 @@ type Rule = dyn Fn(&Request<Incoming>, usize) -> Option<Answer> + Send + Sync;
 pub struct FaultyProxy {
     /// `127.0.0.1:PORT`.
     pub address: String,
-    failed: Arc<AtomicUsize>,
+    state: Arc<State>,
     task: JoinHandle<()>,
+}
+
+/// What every connection of a proxy shares.
+struct State {
+    upstream: String,
+    rule: Box<Rule>,
+    /// Requests seen so far.
+    seen: AtomicUsize,
+    /// Requests the rule answered.
+    answered: AtomicUsize,
+}
+
+/// Answers `request` by the rule, or forwards it upstream.
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Answer, hyper::Error> {
+    let number = state.seen.fetch_add(1, Ordering::SeqCst);
+    if let Some(answer) = (state.rule)(&request, number) {
+        state.answered.fetch_add(1, Ordering::SeqCst);
+        return Ok(answer);
+    }
+    Ok(forward(&state.upstream, request)
+        .await
+        .unwrap_or_else(|_| unavailable()))
 }
 
 impl FaultyProxy {
@@ -64,47 +86,31 @@ impl FaultyProxy {
     async fn with_rule(upstream: &str, rule: Box<Rule>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?.to_string();
-        let failed = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let (upstream, fail) = (upstream.to_owned(), Arc::new(rule));
+        let state = Arc::new(State {
+            upstream: upstream.to_owned(),
+            rule,
+            seen: AtomicUsize::new(0),
+            answered: AtomicUsize::new(0),
+        });
         let task = {
-            let failed = failed.clone();
+            let state = Arc::clone(&state);
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (upstream, fail, failed, seen) =
-                        (upstream.clone(), fail.clone(), failed.clone(), seen.clone());
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<Incoming>| {
-                            let (upstream, fail, failed, seen) =
-                                (upstream.clone(), fail.clone(), failed.clone(), seen.clone());
-                            async move {
-                                let number = seen.fetch_add(1, Ordering::SeqCst);
-                                if let Some(answer) = fail(&request, number) {
-                                    failed.fetch_add(1, Ordering::SeqCst);
-                                    return Ok::<_, hyper::Error>(answer);
-                                }
-                                Ok(forward(&upstream, request)
-                                    .await
-                                    .unwrap_or_else(|_| unavailable()))
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
+                    let state = Arc::clone(&state);
+                    let service = service_fn(move |request| handle(Arc::clone(&state), request));
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
                 }
             })
         };
-        Ok(Self {
-            address,
-            failed,
-            task,
-        })
+        Ok(Self { address, state, task })
     }
 
     /// How many requests the proxy answered itself (failed or refused on purpose).
     pub fn failed(&self) -> usize {
-        self.failed.load(Ordering::SeqCst)
+        self.state.answered.load(Ordering::SeqCst)
     }
 }
 
