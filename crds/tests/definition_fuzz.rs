@@ -6,8 +6,8 @@ use jackal_crds::definition::PackageDefinition;
 use proptest::prelude::*;
 
 const SOURCE: &str = "fuzz/jackal.yaml";
-const DEMO: &str = include_str!("../../../tests/fixtures/packages/demo/jackal.yaml");
-const ORIGINAL: &str = include_str!("../../../tests/fixtures/packages/original-example/jackal.yaml");
+const DEMO: &str = include_str!("../../tests/fixtures/packages/demo/jackal.yaml");
+const ORIGINAL: &str = include_str!("../../tests/fixtures/packages/original-example/jackal.yaml");
 
 /// One edit of a definition's text.
 #[derive(Clone, Debug)]

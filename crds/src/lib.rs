@@ -59,7 +59,7 @@ mod tests {
 
     fn sample(name: &str) -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/samples")
+            .join("../config/samples")
             .join(name);
         std::fs::read_to_string(path).expect("sample exists")
     }

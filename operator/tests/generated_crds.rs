@@ -8,7 +8,7 @@ const COMMITTED_DIRS: [&str; 2] = ["charts/jackal/crds", "config/crd"];
 
 #[test]
 fn committed_crds_match_the_generated_ones() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for dir in COMMITTED_DIRS {
         let mut expected_files = Vec::new();
         for crd in jackal_crds::all() {
@@ -78,7 +78,7 @@ fn the_crd_command_prints_and_writes_the_committed_crds() {
         "{}",
         String::from_utf8_lossy(&written.stderr)
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for crd in jackal_crds::all() {
         let file = jackal_crds::file_name(&crd);
         let committed = std::fs::read_to_string(root.join("config/crd").join(&file)).unwrap_or_default();
