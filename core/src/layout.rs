@@ -4,45 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::oci::Descriptor;
+use crate::oci::media_type::{self, OCI_INDEX};
+use crate::oci::{Digest, Document};
 
 /// Annotation carrying an image's reference in an OCI layout's `index.json`.
 pub const REFERENCE_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Manifests and indexes larger than this are refused: they are read into memory.
 const MAX_DOCUMENT: u64 = 4 << 20;
-
-/// A content descriptor, as in `index.json` and manifests.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type of the referenced content.
-    #[serde(default)]
-    pub media_type: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub annotations: std::collections::BTreeMap<String, String>,
-    /// Platform of a manifest inside an index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<serde_json::Value>,
-    /// Foreign-layer URLs (such blobs are not in the layout).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-}
-
-/// Any of `index.json`, an image index or an image manifest: the fields that reference content.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Document {
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
 
 /// Why a layout cannot be read.
 // Variant fields are named in the messages; documenting each again adds nothing.
@@ -61,15 +32,12 @@ pub enum LayoutError {
     /// A manifest or index is implausibly large.
     #[error("{path} is {size} bytes, larger than any manifest should be")]
     TooLarge { path: PathBuf, size: u64 },
-    /// A digest is not `sha256:<64 hex>`.
-    #[error("{0:?} is not a sha256 digest")]
-    Digest(String),
     /// No image in the layout carries the reference.
     #[error("no image {reference:?} in the OCI layout {layout}")]
     ImageNotFound { reference: String, layout: PathBuf },
     /// An index none of whose manifests is in the layout.
     #[error("index {digest} has none of its manifests in the OCI layout {layout}")]
-    EmptyIndex { digest: String, layout: PathBuf },
+    EmptyIndex { digest: Digest, layout: PathBuf },
 }
 
 /// An OCI image layout directory.
@@ -91,7 +59,7 @@ impl Layout {
 
     /// The descriptors listed in `index.json`.
     pub fn index(&self) -> Result<Vec<Descriptor>, LayoutError> {
-        let index: Index = read_json(&self.root.join("index.json"))?;
+        let index: Document = read_json(&self.root.join("index.json"))?;
         Ok(index.manifests)
     }
 
@@ -120,12 +88,8 @@ impl Layout {
     }
 
     /// The path of a blob.
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .ok_or_else(|| LayoutError::Digest(digest.to_owned()))?;
-        Ok(self.root.join("blobs/sha256").join(hex))
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.root, digest)
     }
 
     /// Every blob `root` reaches, itself included, in a stable order (foreign layers excluded).
@@ -137,8 +101,8 @@ impl Layout {
         walk(
             root,
             &self.root,
-            |digest| Ok(self.blob_path(digest)?.exists()),
-            |digest| read_json(&self.blob_path(digest)?),
+            |digest| Ok(self.blob_path(digest).exists()),
+            |digest| read_json(&self.blob_path(digest)),
         )
     }
 }
@@ -146,15 +110,11 @@ impl Layout {
 /// Like [`Layout::reachable`], over manifests and indexes already in memory (by digest), for a
 /// layout read as a stream; `layout` names it in errors.
 pub fn reachable_in(
-    documents: &BTreeMap<String, Vec<u8>>,
+    documents: &BTreeMap<Digest, Vec<u8>>,
     root: &Descriptor,
     layout: &Path,
 ) -> Result<Vec<Descriptor>, LayoutError> {
-    let path = |digest: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
+    let path = |digest: &Digest| blob_path(layout, digest);
     walk(
         root,
         layout,
@@ -173,17 +133,17 @@ pub fn reachable_in(
 fn walk(
     root: &Descriptor,
     layout: &Path,
-    present: impl Fn(&str) -> Result<bool, LayoutError>,
-    read: impl Fn(&str) -> Result<Document, LayoutError>,
+    present: impl Fn(&Digest) -> Result<bool, LayoutError>,
+    read: impl Fn(&Digest) -> Result<Document, LayoutError>,
 ) -> Result<Vec<Descriptor>, LayoutError> {
     let mut seen = BTreeSet::new();
     let mut found = Vec::new();
     let mut pending = vec![root.clone()];
     while let Some(descriptor) = pending.pop() {
-        if !descriptor.urls.is_empty() || !seen.insert(descriptor.digest.clone()) {
+        if descriptor.is_foreign() || !seen.insert(descriptor.digest.clone()) {
             continue;
         }
-        if is_manifest(&descriptor.media_type) {
+        if media_type::is_manifest(&descriptor.media_type) {
             let document = read(&descriptor.digest)?;
             pending.extend(document.config);
             pending.extend(document.layers);
@@ -208,27 +168,14 @@ fn walk(
     Ok(found)
 }
 
-/// True for the media types of image manifests and indexes (OCI and Docker).
-pub fn is_manifest(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        "application/vnd.oci.image.manifest.v1+json"
-            | "application/vnd.oci.image.index.v1+json"
-            | "application/vnd.docker.distribution.manifest.v2+json"
-            | "application/vnd.docker.distribution.manifest.list.v2+json"
-    )
-}
-
-/// `index.json`: the images a layout holds.
-#[derive(Deserialize)]
-struct Index {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
+/// The path of the blob `digest` in the layout at `root`.
+pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs/sha256").join(digest.hex())
 }
 
 /// The descriptors an `index.json` read from `bytes` lists; `path` names it in errors.
 pub fn parse_index(bytes: &[u8], path: &Path) -> Result<Vec<Descriptor>, LayoutError> {
-    let index: Index = parse_json(bytes, path)?;
+    let index: Document = parse_json(bytes, path)?;
     Ok(index.manifests)
 }
 
@@ -280,20 +227,14 @@ impl LayoutWriter {
 
     /// Stores `bytes` as a blob and returns its descriptor.
     pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> std::io::Result<Descriptor> {
-        use sha2::Digest as _;
-        let digest = format!("sha256:{}", crate::hex(&sha2::Sha256::digest(bytes)));
-        let path = self.layout.blob_path(&digest).map_err(std::io::Error::other)?;
+        let descriptor = Descriptor::of(media_type, bytes);
+        let path = self.layout.blob_path(&descriptor.digest);
         if !path.exists() {
             let partial = path.with_extension("partial");
             std::fs::write(&partial, bytes)?;
             std::fs::rename(&partial, &path)?;
         }
-        Ok(Descriptor {
-            media_type: media_type.to_owned(),
-            digest,
-            size: bytes.len() as u64,
-            ..Descriptor::default()
-        })
+        Ok(descriptor)
     }
 
     /// Lists `descriptor` in `index.json`, under `reference` if given.
@@ -310,7 +251,7 @@ impl LayoutWriter {
     pub fn finish(self) -> std::io::Result<Layout> {
         let index = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "mediaType": OCI_INDEX,
             "manifests": self.manifests,
         });
         let path = self.layout.root.join("index.json");
@@ -325,8 +266,7 @@ impl LayoutWriter {
 mod tests {
     use super::*;
 
-    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    use crate::oci::media_type::{OCI_CONFIG, OCI_INDEX as INDEX, OCI_LAYER, OCI_MANIFEST as MANIFEST};
 
     fn scratch(name: &str) -> PathBuf {
         let path = std::env::temp_dir().join(format!("jackal-layout-{name}-{}", std::process::id()));
@@ -336,12 +276,8 @@ mod tests {
 
     /// An image manifest over one layer; returns its descriptor and the layer's.
     fn image(writer: &LayoutWriter, content: &[u8]) -> (Descriptor, Descriptor) {
-        let layer = writer
-            .write_blob("application/vnd.oci.image.layer.v1.tar", content)
-            .expect("layer");
-        let config = writer
-            .write_blob("application/vnd.oci.image.config.v1+json", b"{}")
-            .expect("config");
+        let layer = writer.write_blob(OCI_LAYER, content).expect("layer");
+        let config = writer.write_blob(OCI_CONFIG, b"{}").expect("config");
         let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer]});
         let manifest = writer
             .write_blob(MANIFEST, &serde_json::to_vec(&manifest).expect("json"))
@@ -366,14 +302,14 @@ mod tests {
         assert!(full.contains(&arm64_layer.digest) && full.contains(&amd64_layer.digest));
 
         // Without the arm64 manifest, the index is sparse: the rest is still reached.
-        std::fs::remove_file(layout.blob_path(&arm64.digest).expect("path")).expect("remove");
+        std::fs::remove_file(layout.blob_path(&arm64.digest)).expect("remove");
         let sparse = digests(layout.reachable(&index).expect("sparse index"));
         assert!(sparse.contains(&index.digest) && sparse.contains(&amd64.digest));
         assert!(sparse.contains(&amd64_layer.digest));
         assert!(!sparse.contains(&arm64.digest) && !sparse.contains(&arm64_layer.digest));
 
         // With no platform left, the index names itself.
-        std::fs::remove_file(layout.blob_path(&amd64.digest).expect("path")).expect("remove");
+        std::fs::remove_file(layout.blob_path(&amd64.digest)).expect("remove");
         let error = layout.reachable(&index).expect_err("empty index");
         assert!(
             error

@@ -6,13 +6,16 @@
 //! issues that need them; see `ARCHITECTURE.md`.
 //!
 //! - [`layout`]: reading and writing OCI image layouts on disk.
+//! - [`oci`]: digests, media types, `oci://` URLs, descriptors and documents.
 //! - [`package`]: creating, archiving, verifying and inspecting Jackal packages.
 //! - [`payload`]: packing images into the injector payload and cutting it into ConfigMap chunks.
 //! - [`progress`]: how long operations report steps and bytes moved.
-//! - [`registry`]: registry clients (plain HTTP on loopback) and docker credentials.
+//! - [`registry`]: registry clients (plain HTTP on loopback), docker credentials from files or
+//!   Secrets, and error categories (retry, or give up until something changes).
 //! - [`transform`]: pure rewrite rules for image references, OCI and git URLs.
 
 pub mod layout;
+pub mod oci;
 pub mod package;
 pub mod payload;
 pub mod progress;
@@ -30,4 +33,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
             let _ = write!(out, "{byte:02x}");
             out
         })
+}
+
+/// Runs blocking work (file systems, hashing, compression) on tokio's blocking pool, so async
+/// callers never stall the runtime they share with others (the operator's webhook, for one).
+/// A panic in `work` is resumed here, as if `work` had run inline.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: the runtime is shutting down, and nothing awaits this any more.
+        Err(_) => std::future::pending().await,
+    }
 }

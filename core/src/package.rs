@@ -57,8 +57,3 @@ pub fn file_name(definition: &PackageDefinition, architecture: &str) -> String {
     });
     name
 }
-
-/// `sha256:<hex>` → `<hex>`; anything else unchanged.
-pub(crate) fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}

@@ -16,9 +16,11 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::layout::{Descriptor, Layout, LayoutError};
+use crate::oci::Digest;
+use crate::oci::media_type::OCI_INDEX;
 
 /// File-name prefix of every chunk (and ConfigMap key).
 pub const CHUNK_PREFIX: &str = "payload-";
@@ -46,8 +48,8 @@ pub struct SourceImage {
 /// What was built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
-    /// `sha256:<hex>` of the whole payload.
-    pub digest: String,
+    /// sha256 of the whole payload.
+    pub digest: Digest,
     /// Bytes in the payload.
     pub size: u64,
     /// Number of chunks.
@@ -73,16 +75,16 @@ pub enum PayloadError {
     /// A blob file cannot be read.
     #[error("failed to read blob {digest} ({path}): {source}")]
     ReadBlob {
-        digest: String,
+        digest: Digest,
         path: PathBuf,
         source: io::Error,
     },
     /// A blob's content does not match its digest or size: the source layout is corrupt.
     #[error("blob {digest} in {path} is corrupt: its content hashes to {actual} ({size} bytes)")]
     CorruptBlob {
-        digest: String,
+        digest: Digest,
         path: PathBuf,
-        actual: String,
+        actual: Digest,
         size: u64,
     },
     /// Writing the archive or a chunk failed.
@@ -103,7 +105,7 @@ pub fn build(
         return Err(PayloadError::Empty);
     }
     let mut roots = Vec::new();
-    let mut blobs: BTreeMap<String, (Layout, Descriptor)> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, (Layout, Descriptor)> = BTreeMap::new();
     for image in images {
         let mut root = image.layout.find(&image.reference)?;
         root.annotations.clear();
@@ -120,7 +122,7 @@ pub fn build(
     }
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": OCI_INDEX,
         "manifests": roots,
     });
     let index = serde_json::to_vec(&index).map_err(|error| PayloadError::Write(error.into()))?;
@@ -134,7 +136,7 @@ pub fn build(
     )?;
     append(&mut archive, "index.json", index.len() as u64, index.as_slice())?;
     for (digest, (layout, descriptor)) in &blobs {
-        let path = layout.blob_path(digest)?;
+        let path = layout.blob_path(digest);
         let read_error = |source| PayloadError::ReadBlob {
             digest: digest.clone(),
             path: path.clone(),
@@ -148,11 +150,11 @@ pub fn build(
         };
         append(
             &mut archive,
-            &format!("blobs/sha256/{}", &digest["sha256:".len()..]),
+            &format!("blobs/sha256/{}", digest.hex()),
             size,
             &mut hashing,
         )?;
-        let actual = format!("sha256:{}", crate::hex(&hashing.hasher.finalize()));
+        let actual = Digest::from_hasher(hashing.hasher);
         if actual != *digest || size != descriptor.size {
             return Err(PayloadError::CorruptBlob {
                 digest: digest.clone(),
@@ -259,15 +261,11 @@ impl<F: FnMut(usize, &[u8]) -> io::Result<()>> ChunkWriter<F> {
     }
 
     /// Emits the last, partial chunk; returns the digest, the size and the chunk count.
-    fn finish(mut self) -> io::Result<(String, u64, usize)> {
+    fn finish(mut self) -> io::Result<(Digest, u64, usize)> {
         if !self.buffer.is_empty() {
             self.emit()?;
         }
-        Ok((
-            format!("sha256:{}", crate::hex(&self.hasher.finalize())),
-            self.size,
-            self.next,
-        ))
+        Ok((Digest::from_hasher(self.hasher), self.size, self.next))
     }
 }
 

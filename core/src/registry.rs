@@ -1,19 +1,41 @@
 //! Talking to OCI registries: a client that uses plain HTTP for loopback registries (and those the
-//! user marks insecure) and HTTPS otherwise, and credentials from the docker `config.json`
-//! (`auths` entries and credential helpers), as every other registry tool finds them.
+//! user marks insecure) and HTTPS otherwise, the credentials to present ([`auth`]), and what a
+//! failure means to the caller ([`error`]).
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+pub mod auth;
+pub mod error;
+
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
-use serde::Deserialize;
+
+pub use auth::{AuthError, DockerConfig};
+pub use error::{Categorize, ErrorCategory, RegistryError};
+
+/// How to reach registries: the credentials to present and the hosts that speak plain HTTP besides
+/// loopback ones. The plugin builds it from the user's docker config and flags, a controller from
+/// Secrets and its resource's spec.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Credentials by registry.
+    pub credentials: DockerConfig,
+    /// Registries (`HOST[:PORT]`) reached over plain HTTP although not on loopback.
+    pub insecure: Vec<String>,
+}
+
+impl Access {
+    /// A client for talking to `hosts`.
+    pub fn client(&self, hosts: &[String]) -> Client {
+        client(hosts, &self.insecure)
+    }
+
+    /// The credentials for `host`.
+    pub fn auth(&self, host: &str) -> RegistryAuth {
+        self.credentials.for_host(host)
+    }
+}
 
 /// Installs ring as rustls's crypto provider (once); every TLS client here needs one.
 pub fn ensure_crypto_provider() {
@@ -53,108 +75,6 @@ pub fn client(hosts: &[String], insecure: &[String]) -> Client {
     })
 }
 
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-    #[serde(default)]
-    creds_store: Option<String>,
-    #[serde(default)]
-    cred_helpers: BTreeMap<String, String>,
-}
-
-#[derive(Default, Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// Registry credentials from the docker configuration.
-#[derive(Default)]
-pub struct Credentials {
-    config: DockerConfig,
-}
-
-impl Credentials {
-    /// Loads `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (none is fine: anonymous).
-    pub fn load() -> Self {
-        let directory = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")));
-        let config = directory
-            .and_then(|directory| std::fs::read(directory.join("config.json")).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        Self { config }
-    }
-
-    /// The credentials for `host`, anonymous when none are configured.
-    pub fn for_host(&self, host: &str) -> RegistryAuth {
-        let keys = [
-            host.to_owned(),
-            format!("https://{host}"),
-            format!("http://{host}"),
-            if host == "docker.io" {
-                "https://index.docker.io/v1/".into()
-            } else {
-                String::new()
-            },
-        ];
-        for key in keys.iter().filter(|key| !key.is_empty()) {
-            if let Some(auth) = self.config.auths.get(key) {
-                if let Some((user, password)) = auth
-                    .auth
-                    .as_deref()
-                    .and_then(|encoded| BASE64.decode(encoded).ok())
-                    .and_then(|decoded| String::from_utf8(decoded).ok())
-                    .and_then(|text| text.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-                {
-                    return RegistryAuth::Basic(user, password);
-                }
-                if let (Some(user), Some(password)) = (&auth.username, &auth.password) {
-                    return RegistryAuth::Basic(user.clone(), password.clone());
-                }
-            }
-        }
-        let helper = self
-            .config
-            .cred_helpers
-            .get(host)
-            .or(self.config.creds_store.as_ref());
-        helper
-            .and_then(|helper| from_helper(helper, host))
-            .unwrap_or(RegistryAuth::Anonymous)
-    }
-}
-
-/// Asks `docker-credential-<helper>` for `host`'s credentials.
-fn from_helper(helper: &str, host: &str) -> Option<RegistryAuth> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Reply {
-        username: String,
-        secret: String,
-    }
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    child.stdin.take()?.write_all(host.as_bytes()).ok()?;
-    let output = child.wait_with_output().ok()?;
-    let reply: Reply = serde_json::from_slice(&output.stdout)
-        .ok()
-        .filter(|_| output.status.success())?;
-    Some(RegistryAuth::Basic(reply.username, reply.secret))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,22 +98,5 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
-    }
-
-    #[test]
-    fn credentials_come_from_auths() {
-        let config: DockerConfig = serde_json::from_str(
-            r#"{"auths": {"ghcr.io": {"auth": "dXNlcjpzZWNyZXQ="}, "https://quay.io": {"username": "u", "password": "p"}}}"#,
-        )
-        .unwrap();
-        let credentials = Credentials { config };
-        assert!(
-            matches!(credentials.for_host("ghcr.io"), RegistryAuth::Basic(user, pass) if user == "user" && pass == "secret")
-        );
-        assert!(matches!(credentials.for_host("quay.io"), RegistryAuth::Basic(user, _) if user == "u"));
-        assert!(matches!(
-            credentials.for_host("docker.io"),
-            RegistryAuth::Anonymous
-        ));
     }
 }

@@ -6,15 +6,11 @@
 use std::path::Path;
 
 use jackal_core::layout::{Descriptor, Layout, LayoutWriter};
+use jackal_core::oci::Digest;
+use jackal_core::oci::media_type::{
+    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
+};
 use serde_json::json;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 
 /// One image of the test layout.
 #[derive(Clone, Debug)]
@@ -22,7 +18,7 @@ pub struct TestImage {
     /// Full reference, as annotated in the layout.
     pub reference: String,
     /// Digest of its top manifest (or index).
-    pub digest: String,
+    pub digest: Digest,
     /// Media type of its top manifest (or index).
     pub media_type: String,
     /// Every blob it reaches (manifests included).

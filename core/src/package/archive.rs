@@ -88,6 +88,18 @@ pub enum ArchiveError {
     Exists(PathBuf),
 }
 
+impl crate::registry::Categorize for ArchiveError {
+    fn category(&self) -> crate::registry::ErrorCategory {
+        use crate::registry::ErrorCategory;
+        match self {
+            Self::Read { .. } | Self::Write { .. } => ErrorCategory::Io,
+            Self::Exists(_) => ErrorCategory::Invalid,
+            // A truncated, hostile or oversized archive: its content is not what it should be.
+            _ => ErrorCategory::Integrity,
+        }
+    }
+}
+
 /// Writes the package directory `source` to `output` (via a `.partial` file renamed at the end).
 pub fn write(source: &Path, output: &Path, compress: bool) -> Result<u64, ArchiveError> {
     let files = ordered_files(source)?;

@@ -7,13 +7,14 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::archive::{ArchiveError, collect};
 use super::{CHECKSUMS, DEFINITION, SIGNATURE};
+use crate::oci::Digest;
 
-/// sha256 of a file, streamed (lowercase hex).
-pub fn file_sha256(path: &Path) -> io::Result<String> {
+/// sha256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> io::Result<Digest> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -24,12 +25,7 @@ pub fn file_sha256(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buffer[..read]);
     }
-    Ok(crate::hex(&hasher.finalize()))
-}
-
-/// sha256 of bytes (lowercase hex).
-pub fn sha256(bytes: &[u8]) -> String {
-    crate::hex(&Sha256::digest(bytes))
+    Ok(Digest::from_hasher(hasher))
 }
 
 /// Why checksums cannot be computed.
@@ -60,29 +56,25 @@ pub fn compute(root: &Path) -> Result<String, ChecksumError> {
     {
         let path = root.join(file);
         let hash = file_sha256(&path).map_err(|source| ChecksumError::Read { path, source })?;
-        text.push_str(&format!("{hash} {file}\n"));
+        text.push_str(&format!("{} {file}\n", hash.hex()));
     }
     Ok(text)
 }
 
-/// Parses `checksums.txt` into path → hash; `None` names the first malformed line.
-pub fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+/// Parses `checksums.txt` into path → digest; the error names the first malformed line.
+pub fn parse(text: &str) -> Result<BTreeMap<String, Digest>, String> {
     let mut entries = BTreeMap::new();
     for (number, line) in text
         .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
     {
-        let (hash, path) = line
+        let (digest, path) = line
             .split_once(' ')
-            .filter(|(hash, path)| {
-                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !path.is_empty()
-            })
+            .and_then(|(hash, path)| Some((Digest::from_hex(&hash.to_ascii_lowercase()).ok()?, path)))
+            .filter(|(_, path)| !path.is_empty())
             .ok_or_else(|| format!("line {} is not \"<sha256> <path>\"", number + 1))?;
-        if entries
-            .insert(path.to_owned(), hash.to_ascii_lowercase())
-            .is_some()
-        {
+        if entries.insert(path.to_owned(), digest).is_some() {
             return Err(format!("{path} is listed twice"));
         }
     }

@@ -21,6 +21,7 @@ use super::images::{AddedImage, ImageCollector, ImageError, ImageOptions};
 use super::signing::{self, SigningError};
 use super::sources::{self, SourceError};
 use super::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE};
+use crate::oci::Digest;
 use crate::progress::Progress;
 
 /// What to create and how.
@@ -305,11 +306,11 @@ async fn build(
         let directory = scratch.join("components").join(&component.name);
         collect_component(options, component, &directory, progress).await?;
         std::fs::create_dir_all(&directory).map_err(write_error(&directory))?;
-        archive::write(
-            &directory,
-            &package.join(COMPONENTS).join(format!("{}.tar", component.name)),
-            false,
-        )?;
+        let (source, target) = (
+            directory.clone(),
+            package.join(COMPONENTS).join(format!("{}.tar", component.name)),
+        );
+        crate::blocking(move || archive::write(&source, &target, false)).await?;
     }
 
     let mut images: Vec<String> = Vec::new();
@@ -331,17 +332,29 @@ async fn build(
     if !images.is_empty() || !archives.is_empty() {
         let mut collector = ImageCollector::new(&package.join(IMAGES), options.images.clone())?;
         added = collector.pull_all(&images, progress).await?;
-        for archive in &archives {
+        for archive in archives {
             progress.step(&format!("reading images from {}", archive.path));
-            added.extend(collector.add_archive(archive, &options.source, scratch)?);
+            // Unpacking and hashing an archive is blocking work: it moves to the blocking pool
+            // with the collector and comes back with it.
+            let (base, scratch_dir) = (options.source.clone(), scratch.to_owned());
+            let (returned, result) = crate::blocking(move || {
+                let result = collector.add_archive(&archive, &base, &scratch_dir);
+                (collector, result)
+            })
+            .await;
+            collector = returned;
+            added.extend(result?);
         }
         collector.finish()?;
     }
 
     progress.step("computing checksums");
-    let checksums = checksums::compute(&package)?;
+    let checksums = {
+        let package = package.clone();
+        crate::blocking(move || checksums::compute(&package)).await?
+    };
     std::fs::write(package.join(CHECKSUMS), &checksums).map_err(write_error(&package.join(CHECKSUMS)))?;
-    definition.metadata.aggregate_checksum = Some(checksums::sha256(checksums.as_bytes()));
+    definition.metadata.aggregate_checksum = Some(Digest::of(checksums.as_bytes()).hex().to_owned());
     definition.metadata.architecture = Some(architecture.to_owned());
     definition.build = Some(Build {
         terminal: hostname(),
@@ -365,7 +378,10 @@ async fn build(
 
     let path = options.output.join(super::file_name(&definition, architecture));
     progress.step(&format!("writing {}", path.display()));
-    let size = archive::write(&package, &path, !definition.metadata.uncompressed)?;
+    let size = {
+        let (target, compress) = (path.clone(), !definition.metadata.uncompressed);
+        crate::blocking(move || archive::write(&package, &target, compress)).await?
+    };
     Ok(Created {
         path,
         definition,
@@ -405,15 +421,11 @@ async fn collect_component(
                     .map_err(source_error)?;
                 target
             }
-            (None, Some(url)) if url.starts_with("oci://") => sources::fetch_oci_chart(
-                url,
-                &chart.name,
-                &version,
-                &charts,
-                &options.images.insecure_registries,
-            )
-            .await
-            .map_err(source_error)?,
+            (None, Some(url)) if url.starts_with("oci://") => {
+                sources::fetch_oci_chart(url, &chart.name, &version, &charts, &options.images.access)
+                    .await
+                    .map_err(source_error)?
+            }
             (None, Some(url)) => {
                 let name = chart.repo_name.as_deref().unwrap_or(&chart.name);
                 sources::fetch_repository_chart(url, name, &version, &charts)
@@ -519,5 +531,106 @@ mod tests {
         };
         assert_eq!(names("amd64", None), ["any"]);
         assert_eq!(names("arm64", Some("vanilla")), ["any", "arm", "vanilla"]);
+    }
+}
+
+/// The operator runs `create`'s heavy parts (checksums, zstd, archive writing) next to a webhook on
+/// the same runtime: they must leave the runtime's thread free.
+#[cfg(test)]
+mod runtime_tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// Records, for each step, how many times a spinning task had run when the step began.
+    struct Ticks<'a> {
+        counter: &'a AtomicU64,
+        steps: Mutex<Vec<(String, u64)>>,
+    }
+
+    impl Progress for Ticks<'_> {
+        fn step(&self, message: &str) {
+            let ticks = self.counter.load(Ordering::SeqCst);
+            if let Ok(mut steps) = self.steps.lock() {
+                steps.push((message.to_owned(), ticks));
+            }
+        }
+    }
+
+    #[test]
+    fn checksums_and_archive_writing_leave_the_runtime_thread_free() {
+        let root = std::env::temp_dir().join(format!("jackal-create-runtime-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let source = root.join("source");
+        std::fs::create_dir_all(&source).unwrap();
+        // Enough incompressible bytes that hashing and compressing them takes real time.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let bytes: Vec<u8> = (0..16 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        std::fs::write(source.join("data.bin"), &bytes).unwrap();
+        std::fs::write(
+            source.join(DEFINITION),
+            "kind: JackalPackageConfig\nmetadata: {name: runtime, version: 0.1.0}\ncomponents:\n  - name: data\n    required: true\n    files:\n      - {source: data.bin, target: /data.bin}\n",
+        )
+        .unwrap();
+        let options = CreateOptions {
+            source,
+            output: root.clone(),
+            architecture: Some("amd64".into()),
+            ..CreateOptions::default()
+        };
+
+        // One thread: whatever runs inline on it stops every other task, as it would stop the
+        // webhook's.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let counter = AtomicU64::new(0);
+        let progress = Ticks {
+            counter: &counter,
+            steps: Mutex::new(Vec::new()),
+        };
+        let finished = runtime.block_on(async {
+            let spinner = async {
+                loop {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::select! {
+                created = create(&options, &progress) => created,
+                () = spinner => unreachable!("the spinner never ends"),
+            }
+        });
+        let created = finished.unwrap();
+        let end = counter.load(Ordering::SeqCst);
+        let steps = progress.steps.into_inner().unwrap();
+        let at = |prefix: &str| {
+            steps
+                .iter()
+                .find(|(message, _)| message.starts_with(prefix))
+                .map(|(_, ticks)| *ticks)
+                .unwrap_or_else(|| panic!("no step {prefix:?} in {steps:?}"))
+        };
+        // Between these steps there is nothing but the blocking work: if it ran on the runtime's
+        // thread, the spinner could not have run in between.
+        assert!(
+            at("writing") > at("computing checksums"),
+            "checksums ran on the runtime thread: {steps:?}"
+        );
+        assert!(
+            end > at("writing"),
+            "the archive was written on the runtime thread: {steps:?}, end {end}"
+        );
+        assert!(created.size > 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -12,24 +12,22 @@ use std::path::{Path, PathBuf};
 
 use futures::stream::{self, TryStreamExt};
 use jackal_crds::definition::ImageArchive;
-use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION};
+use crate::layout::{self, Layout, LayoutError, REFERENCE_ANNOTATION};
+use crate::oci::media_type::{
+    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, IMAGE_MANIFESTS, OCI_INDEX,
+};
+use crate::oci::{Descriptor, Digest, Document};
 use crate::progress::{CountingWriter, Progress};
-use crate::registry::{self, Credentials};
+use crate::registry::{Access, Categorize, ErrorCategory, RegistryError};
 use crate::transform::{ImageReference, ReferenceError};
 
 /// Annotation the original tool used for an image's full reference.
 pub const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const ACCEPTED: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
 /// Layers pulled at once.
 const PARALLEL_BLOBS: usize = 4;
 
@@ -40,8 +38,8 @@ pub struct ImageOptions {
     pub architecture: String,
     /// Pull `SOURCE/...` from `MIRROR/...` instead (`docker.io` → `127.0.0.1:5000`).
     pub registry_overrides: Vec<(String, String)>,
-    /// Registries to reach over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
+    /// Credentials and plain-HTTP registries.
+    pub access: Access,
 }
 
 /// Why an image could not be added.
@@ -51,8 +49,26 @@ pub struct ImageOptions {
 pub enum ImageError {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("image {image}: {message}")]
-    Pull { image: String, message: String },
+    #[error("image {image}: {source}")]
+    Registry { image: String, source: RegistryError },
+    #[error("image {image}: the manifest is not valid JSON: {source}")]
+    Manifest {
+        image: String,
+        source: serde_json::Error,
+    },
+    #[error("image {image}: blob {digest} in {path} is corrupt (it hashes to {actual})")]
+    Corrupt {
+        image: String,
+        digest: Digest,
+        path: PathBuf,
+        actual: Digest,
+    },
+    #[error("image {image}: failed to read {path}: {source}")]
+    Read {
+        image: String,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("image {image}: no manifest for linux/{architecture} in its index (it has: {available})")]
     Platform {
         image: String,
@@ -69,13 +85,29 @@ pub enum ImageError {
     Write { path: PathBuf, source: io::Error },
 }
 
+impl Categorize for ImageError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Registry { source, .. } => source.category,
+            Self::Read { .. } | Self::Write { .. } => ErrorCategory::Io,
+            Self::Corrupt { .. } => ErrorCategory::Integrity,
+            Self::NotInArchive { .. } => ErrorCategory::NotFound,
+            Self::Reference(_)
+            | Self::Manifest { .. }
+            | Self::Platform { .. }
+            | Self::Layout { .. }
+            | Self::Archive { .. } => ErrorCategory::Invalid,
+        }
+    }
+}
+
 /// An image added to the layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddedImage {
     /// Its full reference.
     pub reference: String,
     /// Digest of the manifest stored for it.
-    pub digest: String,
+    pub digest: Digest,
     /// Bytes of manifest, config and layers.
     pub size: u64,
 }
@@ -84,21 +116,7 @@ pub struct AddedImage {
 pub struct ImageCollector {
     root: PathBuf,
     options: ImageOptions,
-    credentials: Credentials,
     entries: BTreeMap<String, Descriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Document {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
 }
 
 impl ImageCollector {
@@ -113,7 +131,6 @@ impl ImageCollector {
         Ok(Self {
             root: root.to_owned(),
             options,
-            credentials: Credentials::load(),
             entries: BTreeMap::new(),
         })
     }
@@ -156,7 +173,7 @@ impl ImageCollector {
             .iter()
             .filter_map(|source| ImageReference::parse(source).ok().map(|r| r.registry))
             .collect();
-        let client = registry::client(&hosts, &self.options.insecure_registries);
+        let client = self.options.access.client(&hosts);
         let mut added = Vec::new();
         for (image, source) in parsed.iter().zip(&sources) {
             progress.step(&format!(
@@ -180,61 +197,43 @@ impl ImageCollector {
         progress: &dyn Progress,
     ) -> Result<AddedImage, ImageError> {
         let name = image.to_string();
-        let failed = |error: oci_client::errors::OciDistributionError| ImageError::Pull {
+        let failed = |error: oci_client::errors::OciDistributionError| ImageError::Registry {
             image: name.clone(),
-            message: error.to_string(),
+            source: error.into(),
         };
-        let reference: Reference =
-            source
-                .parse()
-                .map_err(|error: oci_client::ParseError| ImageError::Pull {
-                    image: name.clone(),
-                    message: error.to_string(),
-                })?;
-        let host = ImageReference::parse(source)?.registry;
-        let auth = self.credentials.for_host(&host);
-        let (bytes, digest) = client
-            .pull_manifest_raw(&reference, &auth, &ACCEPTED)
+        let source_image = ImageReference::parse(source)?;
+        let reference = crate::oci::url::client_reference(
+            &source_image.registry,
+            &source_image.repository,
+            source_image.tag.as_deref(),
+            source_image.digest.as_deref(),
+        );
+        let auth = self.options.access.auth(&source_image.registry);
+        let (bytes, _) = client
+            .pull_manifest_raw(&reference, &auth, &IMAGE_MANIFESTS)
             .await
             .map_err(failed)?;
         let document = parse_document(&name, &bytes)?;
-        let media_type = media_type_of(&document);
-        let mut top = Descriptor {
-            media_type: media_type.clone(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            ..Descriptor::default()
-        };
-        let mut manifest = (bytes, document, digest.clone());
-        if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        let mut top = Descriptor::of(document.kind(), &bytes);
+        let mut manifest = (bytes, document, top.digest.clone());
+        if manifest.1.is_index() {
             let child = self.platform_child(&name, &manifest.1)?;
-            let child_reference = reference.clone_with_digest(child.digest.clone());
-            let (child_bytes, child_digest) = client
-                .pull_manifest_raw(&child_reference, &auth, &ACCEPTED)
+            let child_reference = reference.clone_with_digest(child.digest.to_string());
+            let (child_bytes, _) = client
+                .pull_manifest_raw(&child_reference, &auth, &IMAGE_MANIFESTS)
                 .await
                 .map_err(failed)?;
+            let child_descriptor = Descriptor::of(&child.media_type, &child_bytes);
             if image.digest.is_some() {
                 // Pinned to the index: keep it so the pinned digest still resolves.
-                self.store_blob(&manifest.0, &digest)?;
+                self.store_blob(&manifest.0, &manifest.2)?;
             } else {
-                top = Descriptor {
-                    media_type: child.media_type.clone(),
-                    digest: child_digest.clone(),
-                    size: child_bytes.len() as u64,
-                    ..Descriptor::default()
-                };
+                top = child_descriptor.clone();
             }
             let child_document = parse_document(&name, &child_bytes)?;
-            manifest = (child_bytes, child_document, child_digest);
+            manifest = (child_bytes, child_document, child_descriptor.digest);
         }
-        let blobs: Vec<Descriptor> = manifest
-            .1
-            .config
-            .iter()
-            .chain(&manifest.1.layers)
-            .filter(|blob| blob.urls.is_empty())
-            .cloned()
-            .collect();
+        let blobs: Vec<Descriptor> = manifest.1.blobs().cloned().collect();
         let size = manifest.0.len() as u64 + blobs.iter().map(|blob| blob.size).sum::<u64>();
         // A manifest may list one blob twice (two identical layers): fetch it once, or two
         // downloads would share its `.partial` file.
@@ -250,7 +249,7 @@ impl ImageCollector {
             .try_for_each_concurrent(PARALLEL_BLOBS, |blob| {
                 let (reference, root, name) = (&reference, root.clone(), name.clone());
                 async move {
-                    let path = root.join("blobs/sha256").join(super::hex_of(&blob.digest));
+                    let path = layout::blob_path(&root, &blob.digest);
                     let partial = path.with_extension("partial");
                     let file =
                         tokio::fs::File::create(&partial)
@@ -261,7 +260,7 @@ impl ImageCollector {
                             })?;
                     let descriptor = OciDescriptor {
                         media_type: blob.media_type.clone(),
-                        digest: blob.digest.clone(),
+                        digest: blob.digest.to_string(),
                         size: i64::try_from(blob.size).unwrap_or(i64::MAX),
                         ..OciDescriptor::default()
                     };
@@ -270,9 +269,13 @@ impl ImageCollector {
                         .await
                     {
                         let _ = tokio::fs::remove_file(&partial).await;
-                        return Err(ImageError::Pull {
+                        let error = RegistryError::from(error);
+                        return Err(ImageError::Registry {
                             image: name,
-                            message: format!("blob {}: {error}", blob.digest),
+                            source: RegistryError::new(
+                                error.category,
+                                format!("blob {}: {error}", blob.digest),
+                            ),
                         });
                     }
                     tokio::fs::rename(&partial, &path)
@@ -293,17 +296,10 @@ impl ImageCollector {
     /// The manifest for linux/<architecture> in an index.
     fn platform_child(&self, image: &str, index: &Document) -> Result<Descriptor, ImageError> {
         let architecture = self.options.architecture.as_str();
-        let platform_of = |descriptor: &Descriptor| {
-            let platform = descriptor.platform.clone().unwrap_or_default();
-            (
-                platform["os"].as_str().unwrap_or_default().to_owned(),
-                platform["architecture"].as_str().unwrap_or_default().to_owned(),
-            )
-        };
         index
             .manifests
             .iter()
-            .find(|descriptor| platform_of(descriptor) == ("linux".to_owned(), architecture.to_owned()))
+            .find(|descriptor| descriptor.os_and_architecture() == ("linux", architecture))
             .cloned()
             .ok_or_else(|| ImageError::Platform {
                 image: image.to_owned(),
@@ -312,7 +308,7 @@ impl ImageCollector {
                     .manifests
                     .iter()
                     .map(|d| {
-                        let (os, arch) = platform_of(d);
+                        let (os, arch) = d.os_and_architecture();
                         format!("{os}/{arch}")
                     })
                     .collect::<Vec<_>>()
@@ -320,11 +316,11 @@ impl ImageCollector {
             })
     }
 
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs/sha256").join(super::hex_of(digest))
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        layout::blob_path(&self.root, digest)
     }
 
-    fn store_blob(&self, bytes: &[u8], digest: &str) -> Result<(), ImageError> {
+    fn store_blob(&self, bytes: &[u8], digest: &Digest) -> Result<(), ImageError> {
         let path = self.blob_path(digest);
         if !path.exists() {
             std::fs::write(&path, bytes).map_err(|source| ImageError::Write { path, source })?;
@@ -360,7 +356,7 @@ impl ImageCollector {
         } else {
             let unpacked = scratch.join(format!(
                 "archive-{}",
-                crate::hex(&Sha256::digest(path.to_string_lossy().as_bytes()))
+                Digest::of(path.to_string_lossy().as_bytes()).hex()
             ));
             if !unpacked.exists() {
                 super::archive::extract_skipping_links(&path, &unpacked, &super::archive::Limits::default())
@@ -406,8 +402,8 @@ impl ImageCollector {
                     image: name.to_owned(),
                     archive: archive.to_owned(),
                 })?;
-        if top.media_type == OCI_INDEX || top.media_type == DOCKER_LIST {
-            let index: Document = read_document(name, &layout.blob_path(&top.digest).map_err(layout_error)?)?;
+        if crate::oci::media_type::is_index(&top.media_type) {
+            let index = read_document(name, &layout.blob_path(&top.digest))?;
             top = self.platform_child(name, &index)?;
         }
         top.annotations.clear();
@@ -418,12 +414,7 @@ impl ImageCollector {
             size += blob.size;
             let target = self.blob_path(&blob.digest);
             if !target.exists() {
-                copy_verified(
-                    &layout.blob_path(&blob.digest).map_err(layout_error)?,
-                    &target,
-                    &blob.digest,
-                    name,
-                )?;
+                copy_verified(&layout.blob_path(&blob.digest), &target, &blob.digest, name)?;
             }
         }
         self.record(name, top.clone());
@@ -477,11 +468,7 @@ impl ImageCollector {
             }
             Ok(joined)
         };
-        let config = self.store_file(
-            &file_in(&entry.config)?,
-            "application/vnd.docker.container.image.v1+json",
-            &name,
-        )?;
+        let config = self.store_file(&file_in(&entry.config)?, DOCKER_CONFIG, &name)?;
         let mut layers = Vec::new();
         for layer in &entry.layers {
             let path = file_in(layer)?;
@@ -490,28 +477,18 @@ impl ImageCollector {
                 .and_then(|mut file| file.read_exact(&mut magic))
                 .is_ok()
                 && magic == [0x1f, 0x8b];
-            let media_type = if gzip {
-                "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            } else {
-                "application/vnd.docker.image.rootfs.diff.tar"
-            };
+            let media_type = if gzip { DOCKER_LAYER_GZIP } else { DOCKER_LAYER };
             layers.push(self.store_file(&path, media_type, &name)?);
         }
         let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": config, "layers": layers});
         let bytes = serde_json::to_vec(&manifest).map_err(|error| archive_error(error.to_string()))?;
-        let digest = format!("sha256:{}", crate::hex(&Sha256::digest(&bytes)));
-        self.store_blob(&bytes, &digest)?;
+        let top = Descriptor::of(DOCKER_MANIFEST, &bytes);
+        self.store_blob(&bytes, &top.digest)?;
         let size = bytes.len() as u64 + config.size + layers.iter().map(|layer| layer.size).sum::<u64>();
-        let top = Descriptor {
-            media_type: DOCKER_MANIFEST.into(),
-            digest: digest.clone(),
-            size: bytes.len() as u64,
-            ..Descriptor::default()
-        };
-        self.record(&name, top);
+        self.record(&name, top.clone());
         Ok(AddedImage {
             reference: name,
-            digest,
+            digest: top.digest,
             size,
         })
     }
@@ -522,43 +499,32 @@ impl ImageCollector {
         let (digest, size) = copy_hashing(path, &partial, image)?;
         let target = self.blob_path(&digest);
         std::fs::rename(&partial, &target).map_err(|source| ImageError::Write { path: target, source })?;
-        Ok(Descriptor {
-            media_type: media_type.to_owned(),
-            digest,
-            size,
-            ..Descriptor::default()
-        })
+        Ok(Descriptor::new(media_type, digest, size))
     }
 }
 
 fn parse_document(image: &str, bytes: &[u8]) -> Result<Document, ImageError> {
-    serde_json::from_slice(bytes).map_err(|error| ImageError::Pull {
+    Document::parse(bytes).map_err(|source| ImageError::Manifest {
         image: image.to_owned(),
-        message: format!("the manifest is not valid JSON: {error}"),
+        source,
     })
 }
 
 fn read_document(image: &str, path: &Path) -> Result<Document, ImageError> {
-    let bytes = std::fs::read(path).map_err(|error| ImageError::Pull {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
         image: image.to_owned(),
-        message: format!("{}: {error}", path.display()),
+        path: path.to_owned(),
+        source,
     })?;
     parse_document(image, &bytes)
 }
 
-fn media_type_of(document: &Document) -> String {
-    match &document.media_type {
-        Some(media_type) => media_type.clone(),
-        None if !document.manifests.is_empty() => OCI_INDEX.into(),
-        None => OCI_MANIFEST.into(),
-    }
-}
-
 /// Copies `source` to `target`, hashing it; returns the digest and size.
-fn copy_hashing(source: &Path, target: &Path, image: &str) -> Result<(String, u64), ImageError> {
-    let mut input = File::open(source).map_err(|error| ImageError::Pull {
+fn copy_hashing(source: &Path, target: &Path, image: &str) -> Result<(Digest, u64), ImageError> {
+    let mut input = File::open(source).map_err(|error| ImageError::Read {
         image: image.to_owned(),
-        message: format!("{}: {error}", source.display()),
+        path: source.to_owned(),
+        source: error,
     })?;
     let write_error = |error| ImageError::Write {
         path: target.to_owned(),
@@ -578,21 +544,20 @@ fn copy_hashing(source: &Path, target: &Path, image: &str) -> Result<(String, u6
         size += read as u64;
     }
     output.flush().map_err(write_error)?;
-    Ok((format!("sha256:{}", crate::hex(&hasher.finalize())), size))
+    Ok((Digest::from_hasher(hasher), size))
 }
 
 /// Copies a blob, refusing it if its content does not match its digest.
-fn copy_verified(source: &Path, target: &Path, digest: &str, image: &str) -> Result<(), ImageError> {
+fn copy_verified(source: &Path, target: &Path, digest: &Digest, image: &str) -> Result<(), ImageError> {
     let partial = target.with_extension("partial");
     let (actual, _) = copy_hashing(source, &partial, image)?;
-    if actual != digest {
+    if &actual != digest {
         let _ = std::fs::remove_file(&partial);
-        return Err(ImageError::Pull {
+        return Err(ImageError::Corrupt {
             image: image.to_owned(),
-            message: format!(
-                "blob {digest} in {} is corrupt (it hashes to {actual})",
-                source.display()
-            ),
+            digest: digest.clone(),
+            path: source.to_owned(),
+            actual,
         });
     }
     std::fs::rename(&partial, target).map_err(|source| ImageError::Write {

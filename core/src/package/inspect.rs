@@ -12,6 +12,8 @@ use super::IMAGES;
 use super::archive::ArchiveError;
 use super::verify::{Verified, VerifiedFile, VerifyError, VerifyOptions, verify_dir, verify_file};
 use crate::layout::{Descriptor, Layout, LayoutError, REFERENCE_ANNOTATION, parse_index, reachable_in};
+use crate::oci::Digest;
+use crate::registry::{Categorize, ErrorCategory};
 
 /// A summary of a package.
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +77,7 @@ pub struct ImageSummary {
     /// Full reference.
     pub reference: String,
     /// Manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Manifest, config and layers, in bytes.
     pub size: u64,
 }
@@ -92,6 +94,16 @@ pub enum InspectError {
     /// The image layout is unreadable.
     #[error("the package's image layout is unreadable: {0}")]
     Layout(#[from] LayoutError),
+}
+
+impl Categorize for InspectError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Archive(error) => error.category(),
+            Self::Verify(error) => error.category(),
+            Self::Layout(_) => ErrorCategory::Integrity,
+        }
+    }
 }
 
 /// Verifies the package file at `path` and summarises it, in one streaming pass: nothing is
@@ -115,12 +127,9 @@ pub fn inspect(path: &Path, options: &VerifyOptions) -> Result<Inspection, Inspe
     if let Some(index) = kept.remove(&index_path) {
         let index = parse_index(&index, Path::new(&index_path))?;
         // The rest of what was kept are the layout's JSON blobs, moved into a map by digest.
-        let documents: BTreeMap<String, Vec<u8>> = kept
+        let documents: BTreeMap<Digest, Vec<u8>> = kept
             .into_iter()
-            .filter_map(|(name, bytes)| {
-                let hex = name.strip_prefix(&blobs)?;
-                Some((format!("sha256:{hex}"), bytes))
-            })
+            .filter_map(|(name, bytes)| Some((Digest::from_hex(name.strip_prefix(&blobs)?).ok()?, bytes)))
             .collect();
         for descriptor in index {
             let blobs = reachable_in(&documents, &descriptor, Path::new(IMAGES))?;

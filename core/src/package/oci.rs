@@ -14,15 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::archive::ArchiveError;
 use super::inspect::InspectError;
 use super::verify::VerifyError;
-use crate::transform::ImageReference;
+use crate::oci::OciUrlError;
+use crate::registry::{Categorize, ErrorCategory, RegistryError};
 
-/// Media type of every layer of a package artifact.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.jackal.layer.v1.blob";
-/// Media type of a package artifact's config.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.jackal.config.v1+json";
-/// Artifact type of a package.
-pub const ARTIFACT_TYPE: &str = "application/vnd.jackal.package.v1";
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const TITLE: &str = "org.opencontainers.image.title";
 /// Blobs transferred at once.
 const PARALLEL: usize = 4;
@@ -34,8 +28,8 @@ const ATTEMPTS: u32 = 3;
 #[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("{0:?} is not an oci:// reference: {1}")]
-    Reference(String, String),
+    #[error(transparent)]
+    Url(#[from] OciUrlError),
     #[error("the package has no version: set metadata.version to publish it")]
     NoVersion,
     #[error(transparent)]
@@ -44,8 +38,10 @@ pub enum OciError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Inspect(#[from] InspectError),
-    #[error("{what}: {message}")]
-    Registry { what: String, message: String },
+    #[error("{what}: {source}")]
+    Registry { what: String, source: RegistryError },
+    #[error("{what}: {reason}")]
+    Malformed { what: String, reason: String },
     #[error("{reference} is not a Jackal package (config {config})")]
     NotAPackage { reference: String, config: String },
     #[error("{reference}: layer title {title:?} escapes the package")]
@@ -60,48 +56,35 @@ pub enum OciError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-fn registry_error(what: impl Into<String>, error: impl ToString) -> OciError {
+impl Categorize for OciError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Registry { source, .. } => source.category,
+            Self::Archive(error) => error.category(),
+            Self::Verify(error) => error.category(),
+            Self::Inspect(error) => error.category(),
+            Self::Io { .. } => ErrorCategory::Io,
+            Self::NoComponent { .. } => ErrorCategory::NotFound,
+            Self::Title { .. } | Self::Malformed { .. } => ErrorCategory::Integrity,
+            Self::Url(_) | Self::NoVersion | Self::NotAPackage { .. } => ErrorCategory::Invalid,
+        }
+    }
+}
+
+/// A failed registry request about `what`.
+fn registry_error(what: impl Into<String>, error: impl Into<RegistryError>) -> OciError {
     OciError::Registry {
         what: what.into(),
-        message: without_queries(&error.to_string()),
+        source: error.into(),
     }
 }
 
-/// `text` with the query of every URL in it removed: upload URLs carry session state, and
-/// redirects to storage carry signed tokens, neither of which belongs in an error or a log.
-fn without_queries(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let next_url = |text: &str| {
-        [text.find("http://"), text.find("https://")]
-            .into_iter()
-            .flatten()
-            .min()
-    };
-    while let Some(start) = next_url(rest) {
-        let (before, url_onwards) = rest.split_at(start);
-        out.push_str(before);
-        let end = url_onwards
-            .find(|c: char| c.is_whitespace() || c == ',' || c == '"')
-            .unwrap_or(url_onwards.len());
-        let (url, after) = url_onwards.split_at(end);
-        out.push_str(url.split_once('?').map_or(url, |(path, _)| path));
-        rest = after;
+/// Content from the registry about `what` that is not what it should be.
+fn malformed(what: impl Into<String>, reason: impl ToString) -> OciError {
+    OciError::Malformed {
+        what: what.into(),
+        reason: reason.to_string(),
     }
-    out.push_str(rest);
-    out
-}
-
-/// `oci://host/namespace` → (`host`, `host/namespace`).
-fn parse_target(target: &str) -> Result<(String, String), OciError> {
-    let rest = target
-        .strip_prefix("oci://")
-        .ok_or_else(|| OciError::Reference(target.into(), "it must start with oci://".into()))?;
-    let rest = rest.trim_end_matches('/');
-    let host = rest.split('/').next().unwrap_or_default().to_owned();
-    ImageReference::parse(&format!("{rest}/probe:1"))
-        .map_err(|error| OciError::Reference(target.into(), error.to_string()))?;
-    Ok((host, rest.to_owned()))
 }
 
 /// The config of a package artifact.
@@ -138,18 +121,19 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, OciError>>,
 {
-    let mut last = None;
-    for number in 0..ATTEMPTS {
+    let mut number = 0;
+    loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(error) => {
+            // Only what may go away is retried: a 401 or a 404 answers the same every time.
+            Err(error) if error.category().is_retryable() && number + 1 < ATTEMPTS => {
                 tracing::warn!(what, attempt = number + 1, %error, "retrying");
-                last = Some(error);
                 tokio::time::sleep(Duration::from_millis(500 << number)).await;
+                number += 1;
             }
+            Err(error) => return Err(error),
         }
     }
-    Err(last.unwrap_or_else(|| registry_error(what, "failed")))
 }
 
 mod publish;
@@ -160,15 +144,25 @@ pub use pull::{Pulled, inspect_remote, pull};
 
 #[cfg(test)]
 mod tests {
-    use super::without_queries;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[test]
-    fn urls_in_errors_lose_their_queries() {
-        let message = "server error: url http://127.0.0.1:5000/v2/a/blobs/uploads/1?_state=secret&digest=sha256%3A00, code: 503, then https://s3.example/b?X-Amz-Signature=token \"https://c/d?e\"";
-        assert_eq!(
-            without_queries(message),
-            "server error: url http://127.0.0.1:5000/v2/a/blobs/uploads/1, code: 503, then https://s3.example/b \"https://c/d\""
-        );
-        assert_eq!(without_queries("no url here"), "no url here");
+    use super::*;
+
+    #[tokio::test]
+    async fn only_retryable_failures_are_retried() {
+        for (category, expected_attempts) in [
+            (ErrorCategory::Transient, ATTEMPTS),
+            (ErrorCategory::Unauthorized, 1),
+            (ErrorCategory::NotFound, 1),
+        ] {
+            let attempts = AtomicU32::new(0);
+            let result: Result<(), OciError> = retry("blob", || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                Err(registry_error("blob", RegistryError::new(category, "refused")))
+            })
+            .await;
+            assert_eq!(result.unwrap_err().category(), category);
+            assert_eq!(attempts.load(Ordering::SeqCst), expected_attempts, "{category}");
+        }
     }
 }

@@ -10,16 +10,14 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use futures::StreamExt;
-use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use crate::registry::{self, Credentials};
-use crate::transform::ImageReference;
-
-/// Media type of a Helm chart's content in an OCI registry.
-const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+use crate::oci::media_type::HELM_CHART_LAYER;
+use crate::oci::{Digest, OciUrl};
+use crate::registry::error::{http_category, status_category};
+use crate::registry::{self, Access, Categorize, ErrorCategory, RegistryError};
 
 /// Why content could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +27,76 @@ pub enum SourceError {
     Failed {
         /// The file, URL or chart.
         what: String,
+        /// How a caller should react.
+        category: ErrorCategory,
         /// What went wrong.
         message: String,
     },
 }
 
-fn failed(what: impl Into<String>, message: impl ToString) -> SourceError {
+impl Categorize for SourceError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Failed { category, .. } => *category,
+        }
+    }
+}
+
+/// A cause of a failed fetch, which knows its category.
+trait Cause: ToString {
+    fn category(&self) -> ErrorCategory;
+}
+
+impl Cause for io::Error {
+    fn category(&self) -> ErrorCategory {
+        if self.kind() == io::ErrorKind::NotFound {
+            ErrorCategory::NotFound
+        } else {
+            ErrorCategory::Io
+        }
+    }
+}
+
+impl Cause for reqwest::Error {
+    fn category(&self) -> ErrorCategory {
+        http_category(self)
+    }
+}
+
+impl Cause for oci_client::errors::OciDistributionError {
+    fn category(&self) -> ErrorCategory {
+        RegistryError::from(self).category
+    }
+}
+
+impl Cause for super::archive::ArchiveError {
+    fn category(&self) -> ErrorCategory {
+        Categorize::category(self)
+    }
+}
+
+impl Cause for crate::oci::OciUrlError {
+    fn category(&self) -> ErrorCategory {
+        ErrorCategory::Invalid
+    }
+}
+
+/// Text describing malformed input.
+impl Cause for String {
+    fn category(&self) -> ErrorCategory {
+        ErrorCategory::Invalid
+    }
+}
+
+fn failed(what: impl Into<String>, cause: impl Cause) -> SourceError {
+    failed_as(what, cause.category(), cause)
+}
+
+fn failed_as(what: impl Into<String>, category: ErrorCategory, message: impl ToString) -> SourceError {
     SourceError::Failed {
         what: what.into(),
-        message: message.to_string(),
+        category,
+        message: registry::error::without_queries(&message.to_string()),
     }
 }
 
@@ -68,7 +127,7 @@ pub async fn fetch(
     base: &Path,
     target: &Path,
     sha256: Option<&str>,
-) -> Result<String, SourceError> {
+) -> Result<Digest, SourceError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|error| failed(parent.display().to_string(), error))?;
     }
@@ -78,18 +137,19 @@ pub async fn fetch(
         copy(&base.join(source), target)?
     };
     if let Some(expected) = sha256
-        && !expected.eq_ignore_ascii_case(&actual)
+        && !expected.eq_ignore_ascii_case(actual.hex())
     {
         let _ = std::fs::remove_file(target);
-        return Err(failed(
+        return Err(failed_as(
             source,
-            format!("sha256 is {actual}, but the definition pins {expected}"),
+            ErrorCategory::Integrity,
+            format!("sha256 is {}, but the definition pins {expected}", actual.hex()),
         ));
     }
     Ok(actual)
 }
 
-fn copy(source: &Path, target: &Path) -> Result<String, SourceError> {
+fn copy(source: &Path, target: &Path) -> Result<Digest, SourceError> {
     let what = source.display().to_string();
     let mut input = File::open(source).map_err(|error| failed(&what, error))?;
     let mut output = io::BufWriter::new(
@@ -110,7 +170,7 @@ fn copy(source: &Path, target: &Path) -> Result<String, SourceError> {
     output
         .flush()
         .map_err(|error| failed(target.display().to_string(), error))?;
-    Ok(crate::hex(&hasher.finalize()))
+    Ok(Digest::from_hasher(hasher))
 }
 
 fn http() -> Result<reqwest::Client, SourceError> {
@@ -121,14 +181,18 @@ fn http() -> Result<reqwest::Client, SourceError> {
         .map_err(|error| failed("HTTP client", error))
 }
 
-async fn download(url: &str, target: &Path) -> Result<String, SourceError> {
+async fn download(url: &str, target: &Path) -> Result<Digest, SourceError> {
     let response = http()?
         .get(url)
         .send()
         .await
         .map_err(|error| failed(url, error))?;
     if !response.status().is_success() {
-        return Err(failed(url, format!("the server answered {}", response.status())));
+        return Err(failed_as(
+            url,
+            status_category(response.status().as_u16()),
+            format!("the server answered {}", response.status()),
+        ));
     }
     let mut output = io::BufWriter::new(
         File::create(target).map_err(|error| failed(target.display().to_string(), error))?,
@@ -145,7 +209,7 @@ async fn download(url: &str, target: &Path) -> Result<String, SourceError> {
     output
         .flush()
         .map_err(|error| failed(target.display().to_string(), error))?;
-    Ok(crate::hex(&hasher.finalize()))
+    Ok(Digest::from_hasher(hasher))
 }
 
 /// `name` and `version` from a chart's `Chart.yaml`.
@@ -224,23 +288,28 @@ pub async fn fetch_repository_chart(
         .await
         .map_err(|error| failed(&index_url, error))?;
     if !response.status().is_success() {
-        return Err(failed(
+        return Err(failed_as(
             &index_url,
+            status_category(response.status().as_u16()),
             format!("the server answered {}", response.status()),
         ));
     }
     let text = response.text().await.map_err(|error| failed(&index_url, error))?;
     let index: Index = lenient_yaml(&text).map_err(|error| failed(&index_url, error))?;
-    let versions = index
-        .entries
-        .get(name)
-        .ok_or_else(|| failed(&index_url, format!("has no chart named {name}")))?;
+    let versions = index.entries.get(name).ok_or_else(|| {
+        failed_as(
+            &index_url,
+            ErrorCategory::NotFound,
+            format!("has no chart named {name}"),
+        )
+    })?;
     let entry = versions
         .iter()
         .find(|entry| entry.version == version)
         .ok_or_else(|| {
-            failed(
+            failed_as(
                 &index_url,
+                ErrorCategory::NotFound,
                 format!(
                     "has no version {version} of {name} (it has {})",
                     versions
@@ -271,18 +340,14 @@ pub async fn fetch_oci_chart(
     name: &str,
     version: &str,
     directory: &Path,
-    insecure: &[String],
+    access: &Access,
 ) -> Result<PathBuf, SourceError> {
-    let repository = url.trim_start_matches("oci://").trim_end_matches('/');
-    let reference_text = format!("{repository}:{version}");
-    let host = ImageReference::parse(&reference_text)
+    let chart = OciUrl::parse(url)
         .map_err(|error| failed(url, error))?
-        .registry;
-    let reference: Reference = reference_text
-        .parse()
-        .map_err(|error: oci_client::ParseError| failed(url, error))?;
-    let client = registry::client(std::slice::from_ref(&host), insecure);
-    let auth = Credentials::load().for_host(&host);
+        .with_tag(version);
+    let reference = chart.reference();
+    let client = access.client(&[chart.registry().to_owned()]);
+    let auth = access.auth(chart.registry());
     let (manifest, _) = client
         .pull_image_manifest(&reference, &auth)
         .await
@@ -294,7 +359,7 @@ pub async fn fetch_oci_chart(
         .ok_or_else(|| {
             failed(
                 url,
-                format!("{reference_text} is not a Helm chart (no {HELM_CHART_LAYER} layer)"),
+                format!("{chart} is not a Helm chart (no {HELM_CHART_LAYER} layer)"),
             )
         })?;
     let target = directory.join(format!("{name}-{version}.tgz"));

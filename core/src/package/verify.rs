@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use jackal_crds::definition::{DefinitionError, PackageDefinition};
 
 use super::archive::{self, ArchiveError, Entry, Limits, collect};
-use super::checksums::{file_sha256, parse, sha256};
+use super::checksums::{file_sha256, parse};
 use super::signing::{self, SigningError};
 use super::{CHECKSUMS, DEFINITION, SIGNATURE};
+use crate::oci::Digest;
+use crate::registry::{Categorize, ErrorCategory};
 
 /// How strictly to verify.
 #[derive(Clone, Debug, Default)]
@@ -59,11 +61,11 @@ pub enum VerifyError {
     Checksums(String),
     #[error("{0} is listed in {CHECKSUMS} but missing from the package")]
     FileMissing(String),
-    #[error("{path} is corrupt: expected sha256 {expected}, got {actual}")]
+    #[error("{path} is corrupt: expected {expected}, got {actual}")]
     FileMismatch {
         path: String,
-        expected: String,
-        actual: String,
+        expected: Digest,
+        actual: Digest,
     },
     #[error("{0} is in the package but not in {CHECKSUMS}")]
     Unexpected(String),
@@ -79,6 +81,17 @@ pub enum VerifyError {
     Archive(#[from] ArchiveError),
 }
 
+impl Categorize for VerifyError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Read { .. } => ErrorCategory::Io,
+            Self::Archive(error) => error.category(),
+            Self::Definition(_) | Self::SignedWithoutKey | Self::NotSigned => ErrorCategory::Invalid,
+            _ => ErrorCategory::Integrity,
+        }
+    }
+}
+
 /// A package's verified metadata.
 pub struct Metadata {
     /// The definition.
@@ -86,7 +99,7 @@ pub struct Metadata {
     /// Whether the signature was checked against a key.
     pub signature_checked: bool,
     /// Every other file and its sha256, from `checksums.txt`.
-    pub listed: BTreeMap<String, String>,
+    pub listed: BTreeMap<String, Digest>,
 }
 
 /// Verifies the definition, its signature (as `options` say) and `checksums.txt` against the
@@ -114,7 +127,7 @@ pub fn verify_metadata(
         .aggregate_checksum
         .clone()
         .ok_or(VerifyError::NoAggregate)?;
-    let actual = sha256(checksums);
+    let actual = Digest::of(checksums).hex().to_owned();
     if expected != actual {
         return Err(VerifyError::Aggregate { expected, actual });
     }
@@ -276,7 +289,7 @@ pub fn verify_file(
                 held.extend_from_slice(piece);
             }
         }
-        let actual = crate::hex(&hasher.finalize());
+        let actual = Digest::from_hasher(hasher);
         if &actual != expected {
             return Err(VerifyError::FileMismatch {
                 path: name.to_owned(),

@@ -1,11 +1,9 @@
 use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
 use super::*;
 use crate::layout::LayoutWriter;
 
-const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+use crate::oci::media_type::OCI_LAYER_GZIP as LAYER;
 
 fn temporary(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("jackal-payload-{name}-{}", std::process::id()));
@@ -20,17 +18,17 @@ fn layout(root: &Path) -> Layout {
     for (name, own) in [("web", 2u8), ("api", 3u8)] {
         let own = writer.write_blob(LAYER, &vec![own; 3000]).unwrap();
         let config = writer
-            .write_blob("application/vnd.oci.image.config.v1+json", name.as_bytes())
+            .write_blob(crate::oci::media_type::OCI_CONFIG, name.as_bytes())
             .unwrap();
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "mediaType": crate::oci::media_type::OCI_MANIFEST,
             "config": config,
             "layers": [shared, own],
         });
         let manifest = writer
             .write_blob(
-                "application/vnd.oci.image.manifest.v1+json",
+                crate::oci::media_type::OCI_MANIFEST,
                 &serde_json::to_vec(&manifest).unwrap(),
             )
             .unwrap();
@@ -70,10 +68,7 @@ fn the_payload_is_a_deterministic_deduplicated_layout_in_chunks() {
     let archive: Vec<u8> = chunks.concat();
     assert_eq!(summary.size, archive.len() as u64);
     assert_eq!(summary.chunks, chunks.len());
-    assert_eq!(
-        summary.digest,
-        format!("sha256:{}", crate::hex(&Sha256::digest(&archive)))
-    );
+    assert_eq!(summary.digest, Digest::of(&archive));
     // Shared layer once: 1 shared + 2 own layers + 2 configs + 2 manifests.
     assert_eq!(summary.blobs, 7);
 
@@ -133,9 +128,7 @@ fn bad_sources_are_refused_naming_the_culprit() {
     ));
 
     // Corrupt one layer on disk: the payload is refused, naming that blob, and nothing is left.
-    let layer = layout
-        .blob_path(&format!("sha256:{}", crate::hex(&Sha256::digest([2u8; 3000]))))
-        .unwrap();
+    let layer = layout.blob_path(&Digest::of(&[2u8; 3000]));
     std::fs::write(&layer, [9u8; 3000]).unwrap();
     let output = root.join("chunks");
     let error = write_chunks(&images(&layout), 1024, &output)

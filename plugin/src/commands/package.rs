@@ -8,7 +8,9 @@ use jackal_core::package::images::ImageOptions;
 use jackal_core::package::inspect::{Inspection, inspect};
 use jackal_core::package::verify::{VerifyOptions, verify_file};
 
+use jackal_core::oci::OciUrl;
 use jackal_core::package::oci;
+use jackal_core::registry::{Access, DockerConfig};
 
 use crate::cli::{CreateArgs, Format, InspectArgs, PackageCommand, PublishArgs, PullArgs, VerifyArgs};
 use crate::progress::Progress;
@@ -26,6 +28,15 @@ pub fn run(command: PackageCommand) -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// How to reach registries: the user's docker config (`$DOCKER_CONFIG` or `~/.docker`) and the
+/// registries named insecure on the command line.
+fn access(insecure: Vec<String>) -> anyhow::Result<Access> {
+    Ok(Access {
+        credentials: DockerConfig::load_default()?,
+        insecure,
+    })
 }
 
 fn read_key(path: Option<&std::path::PathBuf>) -> anyhow::Result<Option<String>> {
@@ -46,7 +57,7 @@ fn create_package(args: CreateArgs) -> anyhow::Result<()> {
         images: ImageOptions {
             architecture: String::new(),
             registry_overrides: args.registry_overrides,
-            insecure_registries: args.insecure_registries,
+            access: access(args.insecure_registries)?,
         },
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
@@ -70,13 +81,14 @@ fn inspect_package(args: InspectArgs) -> anyhow::Result<()> {
         public_key: read_key(args.key.as_ref())?,
         ..VerifyOptions::default()
     };
-    let inspection = if args.package.starts_with("oci://") {
+    let inspection = if args.package.starts_with(jackal_core::oci::url::SCHEME) {
+        let url = OciUrl::parse(&args.package)?;
         // In a registry: only the metadata and image manifests are downloaded.
         let scratch = std::env::temp_dir().join(format!("jackal-inspect-{}", std::process::id()));
         let progress = Progress::new();
         let inspected = runtime()?.block_on(oci::inspect_remote(
-            &args.package,
-            &args.insecure_registries,
+            &url,
+            &access(args.insecure_registries)?,
             &options,
             &scratch,
             &progress,
@@ -119,31 +131,33 @@ fn verify_package(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 fn publish_package(args: PublishArgs) -> anyhow::Result<()> {
+    let target = OciUrl::parse_namespace(&args.target)?;
+    let access = access(args.insecure_registries)?;
     let progress = Progress::new();
-    let published = runtime()?.block_on(oci::publish(
-        &args.package,
-        &args.target,
-        &args.insecure_registries,
-        &progress,
-    ));
+    let published = runtime()?.block_on(oci::publish(&args.package, &target, &access, &progress));
     progress.finish();
     let published = published?;
     eprintln!(
         "published {}@{} ({} blobs pushed, {} already there)",
-        published.reference, published.digest, published.pushed, published.skipped
+        published.reference.without_scheme(),
+        published.digest,
+        published.pushed,
+        published.skipped
     );
-    println!("oci://{}", published.reference);
+    println!("{}", published.reference);
     Ok(())
 }
 
 fn pull_package(args: PullArgs) -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("jackal-pull-{}", std::process::id()));
+    let source = OciUrl::parse(&args.source)?;
+    let access = access(args.insecure_registries)?;
     let progress = Progress::new();
     let pulled = runtime()?.block_on(oci::pull(
-        &args.source,
+        &source,
         &args.output,
         &args.components,
-        &args.insecure_registries,
+        &access,
         &scratch,
         &progress,
     ));

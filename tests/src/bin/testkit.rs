@@ -12,9 +12,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use jackal_core::layout::{Layout, LayoutWriter};
+use jackal_core::oci::{Digest, media_type};
 use jackal_core::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
 use jackal_tests::images::pseudo_random;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -85,14 +86,9 @@ fn image(root: PathBuf, reference: &str, layer_size: u64, seed: u64) -> anyhow::
     }
     file.flush()?;
     drop(file);
-    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::rename(&partial, root.join("blobs/sha256").join(&hex))?;
-    let layer = jackal_core::layout::Descriptor {
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-        digest: format!("sha256:{hex}"),
-        size: layer_size,
-        ..Default::default()
-    };
+    let digest = Digest::from_hasher(hasher);
+    std::fs::rename(&partial, root.join("blobs/sha256").join(digest.hex()))?;
+    let layer = jackal_core::layout::Descriptor::new(media_type::OCI_LAYER, digest, layer_size);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [layer.digest]},

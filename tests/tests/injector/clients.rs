@@ -4,20 +4,14 @@
 use std::process::Command;
 
 use anyhow::Context;
+use jackal_core::oci::Digest;
 use jackal_tests::injector::Injector;
 use jackal_tests::testbed_dir;
-use sha2::{Digest, Sha256};
 
 use crate::Fixture;
 
-fn sha256(bytes: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+fn sha256(bytes: &[u8]) -> Digest {
+    Digest::of(bytes)
 }
 
 fn run(command: &mut Command) -> anyhow::Result<String> {
@@ -40,7 +34,7 @@ fn served(reference: &str) -> &str {
 #[tokio::test]
 async fn skopeo_copies_every_image_with_its_digests() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-skopeo")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     for image in &fixture.images {
         let source = format!("docker://{}/{}", injector.address, served(&image.reference));
         let raw = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &source]))?;
@@ -54,7 +48,7 @@ async fn skopeo_copies_every_image_with_its_digests() -> anyhow::Result<()> {
         let target = fixture
             .scratch
             .path()
-            .join(format!("copy-{}", image.digest.trim_start_matches("sha256:")));
+            .join(format!("copy-{}", image.digest.hex()));
         run(Command::new("skopeo").args([
             "--insecure-policy",
             "copy",
@@ -66,10 +60,10 @@ async fn skopeo_copies_every_image_with_its_digests() -> anyhow::Result<()> {
         ]))?;
         // Every blob arrived, each file hashing to its own name.
         for blob in &image.blobs {
-            let hex = blob.digest.trim_start_matches("sha256:");
+            let hex = blob.digest.hex();
             let file = if blob.digest == image.digest {
                 target.join("manifest.json")
-            } else if jackal_core::layout::is_manifest(&blob.media_type) {
+            } else if jackal_core::oci::media_type::is_manifest(&blob.media_type) {
                 target.join(format!("{hex}.manifest.json"))
             } else {
                 target.join(hex)
@@ -98,7 +92,7 @@ async fn skopeo_copies_every_image_with_its_digests() -> anyhow::Result<()> {
 #[tokio::test]
 async fn containerd_pulls_and_unpacks_every_image() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-ctr")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     let socket = testbed_dir().join("containerd/containerd.sock");
     anyhow::ensure!(
         socket.exists(),
@@ -124,7 +118,7 @@ async fn containerd_pulls_and_unpacks_every_image() -> anyhow::Result<()> {
                 .find(|line| line.starts_with(&reference))
                 .context("image not listed")?;
             assert!(
-                line.contains(&image.digest),
+                line.contains(image.digest.as_str()),
                 "{reference}: expected {} in {line}",
                 image.digest
             );

@@ -18,7 +18,7 @@ fn error_code(response: &Response) -> String {
 #[tokio::test]
 async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-manifests")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     let address = injector.address.as_str();
 
     let base = http::get(address, "/v2/", &[]).await?;
@@ -95,7 +95,7 @@ async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Resu
 #[tokio::test]
 async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-blobs")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     let address = injector.address.as_str();
     let image = &fixture.images[0];
     // The 2 MB layer spans many 64 KiB chunks.
@@ -104,13 +104,13 @@ async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
         .iter()
         .max_by_key(|blob| blob.size)
         .cloned()
-        .unwrap_or_default();
+        .expect("the fixture image has blobs");
     let bytes = std::fs::read(
         fixture
             .scratch
             .path()
             .join("layout/blobs/sha256")
-            .join(layer.digest.trim_start_matches("sha256:")),
+            .join(layer.digest.hex()),
     )?;
     let path = format!("/v2/jackaldev/multilayer/blobs/{}", layer.digest);
 
@@ -150,14 +150,14 @@ async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
 #[tokio::test]
 async fn unknown_things_get_spec_errors_and_writes_are_refused() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-errors")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     let address = injector.address.as_str();
     let docker_layer = fixture.images[2]
         .blobs
         .iter()
         .find(|blob| blob.media_type.contains("rootfs"))
         .cloned()
-        .unwrap_or_default();
+        .expect("the fixture image has blobs");
     let zeros = format!("sha256:{}", "0".repeat(64));
     let cases = [
         (
@@ -231,7 +231,7 @@ async fn unknown_things_get_spec_errors_and_writes_are_refused() -> anyhow::Resu
 #[tokio::test]
 async fn tls_is_refused_at_once_and_connections_are_reused() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-connections")?;
-    let injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
 
     // A TLS ClientHello is answered by closing, not by waiting for a request line.
     let mut tls = tokio::net::TcpStream::connect(&injector.address).await?;
@@ -261,7 +261,7 @@ async fn tls_is_refused_at_once_and_connections_are_reused() -> anyhow::Result<(
 #[tokio::test]
 async fn sigterm_stops_the_injector_at_once() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-sigterm")?;
-    let mut injector = Injector::start(&fixture.chunks(), &fixture.summary.digest).await?;
+    let mut injector = Injector::start(&fixture.chunks(), fixture.summary.digest.as_str()).await?;
     let status = injector.terminate(Duration::from_secs(10))?;
     assert!(status.success(), "exited with {status}: {}", injector.log());
     assert!(

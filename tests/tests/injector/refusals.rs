@@ -21,7 +21,10 @@ fn verify(chunks: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
 #[tokio::test]
 async fn a_good_payload_verifies() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-good")?;
-    let (code, log) = verify(&fixture.chunks(), &["--verify-only", &fixture.summary.digest])?;
+    let (code, log) = verify(
+        &fixture.chunks(),
+        &["--verify-only", fixture.summary.digest.as_str()],
+    )?;
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains(&format!("payload {} verified", fixture.summary.digest)),
@@ -34,7 +37,7 @@ async fn a_good_payload_verifies() -> anyhow::Result<()> {
 #[tokio::test]
 async fn corrupt_missing_and_reordered_chunks_are_refused() -> anyhow::Result<()> {
     let fixture = Fixture::new("injector-bad-chunks")?;
-    let digest = fixture.summary.digest.clone();
+    let digest = fixture.summary.digest.to_string();
     let chunks = fixture.chunks();
     let count = fixture.summary.chunks;
     assert!(count > 10, "the fixture should span many chunks, has {count}");

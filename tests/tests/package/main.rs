@@ -69,7 +69,9 @@ fn stderr(output: &Output) -> String {
 
 /// sha256 of a file (hex).
 fn sha256(path: &std::path::Path) -> anyhow::Result<String> {
-    Ok(jackal_core::package::checksums::sha256(&std::fs::read(path)?))
+    Ok(jackal_core::oci::Digest::of(&std::fs::read(path)?)
+        .hex()
+        .to_owned())
 }
 
 /// Runs `kubectl jackal ARGS`, failing with its stderr unless it succeeds; returns stdout and stderr.

@@ -145,7 +145,7 @@ async fn partial_pulls_fetch_only_what_components_need() -> anyhow::Result<()> {
         })
         .ok_or_else(|| anyhow::anyhow!("index"))?;
     assert!(
-        !registry_layer.blob_path(&registry_image.digest)?.exists(),
+        !registry_layer.blob_path(&registry_image.digest).exists(),
         "the unselected component's image was pulled"
     );
     assert!(std::fs::metadata(&partial)?.len() < std::fs::metadata(&package)?.len() / 3);

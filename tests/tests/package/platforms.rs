@@ -18,7 +18,7 @@ fn push_multiarch(scratch: &Scratch) -> anyhow::Result<(String, String, String, 
         .iter()
         .find(|image| image.reference == "docker.io/jackaldev/multiarch:1.0")
         .ok_or_else(|| anyhow::anyhow!("the test layout has no multiarch image"))?;
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.blob_path(&image.digest)?)?)?;
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.blob_path(&image.digest))?)?;
     let child = |architecture: &str| {
         index["manifests"]
             .as_array()
@@ -46,7 +46,7 @@ fn push_multiarch(scratch: &Scratch) -> anyhow::Result<(String, String, String, 
         .arg(format!("docker://{target}"))
         .output()?;
     anyhow::ensure!(copied.status.success(), "skopeo: {}", stderr(&copied));
-    Ok((target, image.digest.clone(), child("amd64")?, child("arm64")?))
+    Ok((target, image.digest.to_string(), child("amd64")?, child("arm64")?))
 }
 
 #[tokio::test]

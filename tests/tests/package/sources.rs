@@ -92,7 +92,8 @@ async fn images_come_from_layouts_and_docker_archives() -> anyhow::Result<()> {
     let images = images_of(&inspect(&package)?);
     let expected_web = jackal_core::layout::Layout::new(&layout)
         .find("docker.io/jackaldev/demo-web:1.0.0")?
-        .digest;
+        .digest
+        .to_string();
     assert!(
         images.contains(&("docker.io/jackaldev/demo-web:1.0.0".into(), expected_web)),
         "the layout's digest is kept: {images:?}"

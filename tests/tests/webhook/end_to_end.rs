@@ -270,7 +270,7 @@ async fn a_deployment_runs_from_the_in_cluster_registry() -> anyhow::Result<()> 
             .container_statuses
             .unwrap_or_default();
         assert!(
-            status[0].image_id.ends_with(&digest),
+            status[0].image_id.ends_with(digest.as_str()),
             "{name} ran {} instead of {digest}",
             status[0].image_id
         );

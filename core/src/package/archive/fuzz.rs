@@ -14,7 +14,7 @@ use super::*;
 /// A small package that verifies: a definition whose aggregate checksum covers `checksums.txt`,
 /// which lists a component and a blob.
 fn package(root: &Path) -> PathBuf {
-    use crate::package::checksums::sha256;
+    let sha256 = |bytes: &[u8]| crate::oci::Digest::of(bytes).hex().to_owned();
     let dir = root.join("package");
     std::fs::create_dir_all(dir.join("components")).unwrap();
     std::fs::create_dir_all(dir.join("images/blobs/sha256")).unwrap();

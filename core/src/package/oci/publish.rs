@@ -14,26 +14,26 @@ use futures::stream::{self, StreamExt};
 use oci_client::Reference;
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::{
-    ARTIFACT_TYPE, ATTEMPTS, CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL,
-    PackageConfig, TITLE, annotations, parse_target, registry_error, retry,
+    ATTEMPTS, OciError, PARALLEL, PackageConfig, TITLE, annotations, malformed, registry_error, retry,
 };
+use crate::oci::media_type::{JACKAL_CONFIG, JACKAL_LAYER, JACKAL_PACKAGE, OCI_MANIFEST};
+use crate::oci::{Digest, OciUrl};
 use crate::package::archive::{self, Entry, Limits};
-use crate::package::checksums;
 use crate::package::verify::{VerifyError, VerifyOptions, read_metadata};
-use crate::package::{CHECKSUMS, DEFINITION, SIGNATURE, hex_of};
+use crate::package::{CHECKSUMS, DEFINITION, SIGNATURE};
 use crate::progress::Progress;
-use crate::registry::{self, Credentials};
+use crate::registry::{Access, RegistryError};
 
 /// What `publish` pushed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Published {
-    /// `host/namespace/name:tag`.
-    pub reference: String,
+    /// `oci://host/namespace/name:tag`.
+    pub reference: OciUrl,
     /// Manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Layers pushed.
     pub pushed: usize,
     /// Layers skipped because the registry already had them.
@@ -47,38 +47,43 @@ const CHUNK: usize = 1 << 20;
 /// version (and flavor).
 pub async fn publish(
     package: &Path,
-    target: &str,
-    insecure: &[String],
+    target: &OciUrl,
+    access: &Access,
     progress: &dyn Progress,
 ) -> Result<Published, OciError> {
-    let (host, base) = parse_target(target)?;
-    let (metadata, verified) = read_metadata(
-        package,
-        &VerifyOptions {
-            skip_signature: true,
-            ..VerifyOptions::default()
-        },
-    )?;
+    let host = target.registry().to_owned();
+    let (metadata, verified) = {
+        let package = package.to_owned();
+        crate::blocking(move || {
+            read_metadata(
+                &package,
+                &VerifyOptions {
+                    skip_signature: true,
+                    ..VerifyOptions::default()
+                },
+            )
+        })
+        .await?
+    };
     let definition = verified.definition;
     let mut tag = definition.metadata.version.clone().ok_or(OciError::NoVersion)?;
     if let Some(flavor) = definition.build.as_ref().and_then(|build| build.flavor.clone()) {
         tag = format!("{tag}-{flavor}");
     }
-    let reference_text = format!("{base}/{}:{tag}", definition.metadata.name);
-    let reference: Reference = reference_text.parse().map_err(|error: oci_client::ParseError| {
-        OciError::Reference(reference_text.clone(), error.to_string())
-    })?;
+    let url = target.child(&definition.metadata.name, &tag);
+    let reference_text = url.without_scheme();
+    let reference = url.reference();
 
-    let client = registry::client(std::slice::from_ref(&host), insecure);
-    let auth = Credentials::load().for_host(&host);
+    let client = access.client(std::slice::from_ref(&host));
+    let auth = access.auth(&host);
     client
         .store_auth_if_needed(reference.resolve_registry(), &auth)
         .await;
 
     // The digest of every layer: the metadata hashed here, the rest vouched for by checksums.txt.
-    let mut digests: BTreeMap<String, String> = metadata
+    let mut digests: BTreeMap<String, Digest> = metadata
         .iter()
-        .map(|(title, bytes)| (title.clone(), checksums::sha256(bytes)))
+        .map(|(title, bytes)| (title.clone(), Digest::of(bytes)))
         .collect();
     digests.extend(verified.listed.clone());
     let present: BTreeSet<String> = stream::iter(digests.iter())
@@ -86,7 +91,7 @@ pub async fn publish(
             let (client, reference) = (&client, &reference);
             async move {
                 let exists = client
-                    .blob_exists(reference, &format!("sha256:{}", hex_of(digest)))
+                    .blob_exists(reference, digest.as_str())
                     .await
                     .unwrap_or(false);
                 exists.then(|| title.clone())
@@ -107,10 +112,10 @@ pub async fn publish(
         if present.contains(title) {
             continue;
         }
-        let digest = format!("sha256:{}", checksums::sha256(bytes));
+        let digest = &digests[title];
         retry(title, || async {
             client
-                .push_blob(&reference, bytes.clone(), &digest)
+                .push_blob(&reference, bytes.clone(), digest.as_str())
                 .await
                 .map(|_| ())
                 .map_err(|error| registry_error(title, error))
@@ -135,14 +140,14 @@ pub async fn publish(
             // Every pass reads every header; the first one's sizes serve the manifest.
             sizes.extend(pass.sizes);
         }
-        let Some((title, message)) = pass.failed.iter().next() else {
+        let Some((title, error)) = pass.failed.iter().next() else {
             break;
         };
-        if attempt == ATTEMPTS {
-            return Err(registry_error(title.clone(), message));
+        if attempt == ATTEMPTS || !error.category.is_retryable() {
+            return Err(registry_error(title.clone(), error.clone()));
         }
         progress.step(&format!(
-            "retrying {} uploads ({title}: {message})",
+            "retrying {} uploads ({title}: {error})",
             pass.failed.len()
         ));
         tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
@@ -155,10 +160,9 @@ pub async fn publish(
         .filter(|title| metadata.contains_key(*title))
         .map(str::to_owned)
         .chain(verified.listed.keys().cloned())
-        .map(|title| {
-            let digest = digests.get(&title).cloned().unwrap_or_default();
+        .filter_map(|title| {
             let size = sizes.get(&title).copied().unwrap_or(0);
-            layer(&title, &digest, size)
+            digests.get(&title).map(|digest| layer(&title, digest, size))
         })
         .collect();
     let config = PackageConfig {
@@ -166,11 +170,11 @@ pub async fn publish(
         oci_version: "1.1.0".into(),
         annotations: annotations(&definition),
     };
-    let config_bytes = serde_json::to_vec(&config).map_err(|error| registry_error("config", error))?;
-    let config_digest = format!("sha256:{}", checksums::sha256(&config_bytes));
+    let config_bytes = serde_json::to_vec(&config).map_err(|error| malformed("config", error))?;
+    let config_digest = Digest::of(&config_bytes);
     retry("config", || async {
         client
-            .push_blob(&reference, config_bytes.clone(), &config_digest)
+            .push_blob(&reference, config_bytes.clone(), config_digest.as_str())
             .await
             .map(|_| ())
             .map_err(|error| registry_error("config", error))
@@ -178,17 +182,15 @@ pub async fn publish(
     .await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": config_bytes.len()},
+        "mediaType": OCI_MANIFEST,
+        "artifactType": JACKAL_PACKAGE,
+        "config": {"mediaType": JACKAL_CONFIG, "digest": config_digest, "size": config_bytes.len()},
         "layers": layers,
         "annotations": annotations(&definition),
     });
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|error| registry_error("manifest", error))?;
-    let digest = format!("sha256:{}", checksums::sha256(&manifest_bytes));
-    let content_type: reqwest::header::HeaderValue = MANIFEST_MEDIA_TYPE
-        .parse()
-        .map_err(|error| registry_error("manifest", error))?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|error| malformed("manifest", error))?;
+    let digest = Digest::of(&manifest_bytes);
+    let content_type = reqwest::header::HeaderValue::from_static(OCI_MANIFEST);
     retry(&reference_text, || async {
         client
             .push_manifest_raw(&reference, manifest_bytes.clone(), content_type.clone())
@@ -198,17 +200,17 @@ pub async fn publish(
     })
     .await?;
     Ok(Published {
-        reference: reference_text,
+        reference: url,
         digest,
         pushed: digests.len() - present.len(),
         skipped: present.len(),
     })
 }
 
-fn layer(title: &str, digest: &str, size: u64) -> OciDescriptor {
+fn layer(title: &str, digest: &Digest, size: u64) -> OciDescriptor {
     OciDescriptor {
-        media_type: LAYER_MEDIA_TYPE.into(),
-        digest: format!("sha256:{}", hex_of(digest)),
+        media_type: JACKAL_LAYER.into(),
+        digest: digest.to_string(),
         size: i64::try_from(size).unwrap_or(i64::MAX),
         annotations: Some(BTreeMap::from([(TITLE.to_owned(), title.to_owned())])),
         ..OciDescriptor::default()
@@ -219,8 +221,8 @@ fn layer(title: &str, digest: &str, size: u64) -> OciDescriptor {
 struct Pass {
     /// The size of every file in the archive (from the headers).
     sizes: BTreeMap<String, u64>,
-    /// Uploads that failed, with the registry's message.
-    failed: BTreeMap<String, String>,
+    /// Uploads that failed, with the registry's answer.
+    failed: BTreeMap<String, RegistryError>,
 }
 
 /// A file the archive reader hands to the uploader: its title, size and a stream of its bytes.
@@ -235,7 +237,7 @@ struct Upload {
 /// here, a few at a time. A file whose bytes do not match `listed` stops the pass.
 async fn stream_pass(
     package: &Path,
-    listed: &BTreeMap<String, String>,
+    listed: &BTreeMap<String, Digest>,
     wanted: &BTreeSet<String>,
     client: &oci_client::Client,
     reference: &Reference,
@@ -249,42 +251,43 @@ async fn stream_pass(
     // Up to PARALLEL uploads overlap: the reader streams one file while earlier ones finish
     // (the registry commits and checks each blob at its end), and small files pile up in their
     // channels without waiting for each other. Memory stays bounded by the channels.
-    let failed: BTreeMap<String, String> = next
+    let failed: BTreeMap<String, RegistryError> = next
         .map(|upload| async move {
             progress.expect_bytes(upload.size);
-            let digest = format!(
-                "sha256:{}",
-                hex_of(listed.get(&upload.title).map(String::as_str).unwrap_or_default())
-            );
+            // The reader hands over only listed files.
+            let digest = listed.get(&upload.title).map(Digest::as_str).unwrap_or_default();
             let (moved, mut reports) = mpsc::unbounded::<u64>();
             let chunks = upload.chunks.inspect(move |chunk| {
                 if let Ok(bytes) = chunk {
                     let _ = moved.unbounded_send(bytes.len() as u64);
                 }
             });
-            let push = client.push_blob_stream(reference, chunks, &digest, Some(upload.size));
+            let push = client.push_blob_stream(reference, chunks, digest, Some(upload.size));
             let report = async {
                 while let Some(bytes) = reports.next().await {
                     progress.moved_bytes(bytes);
                 }
             };
             let (result, ()) = futures::join!(push, report);
-            result.err().map(|error| (upload.title, error.to_string()))
+            result
+                .err()
+                .map(|error| (upload.title, RegistryError::from(error)))
         })
         .buffer_unordered(PARALLEL)
         .filter_map(|failure| async move { failure })
         .collect()
         .await;
-    let sizes = reader
-        .await
-        .map_err(|error| registry_error(package.display().to_string(), error))??;
+    let sizes = reader.await.map_err(|error| OciError::Io {
+        path: package.to_owned(),
+        source: std::io::Error::other(error),
+    })??;
     Ok(Pass { sizes, failed })
 }
 
 /// The blocking half of a pass: returns the size of every file.
 fn read_archive(
     package: &Path,
-    listed: &BTreeMap<String, String>,
+    listed: &BTreeMap<String, Digest>,
     wanted: &BTreeSet<String>,
     mut uploads: mpsc::Sender<Upload>,
 ) -> Result<BTreeMap<String, u64>, OciError> {
@@ -328,7 +331,7 @@ fn read_archive(
                 return Ok(());
             }
         }
-        let actual = crate::hex(&hasher.finalize());
+        let actual = Digest::from_hasher(hasher);
         if &actual != expected {
             // Fail the upload before it completes, then the publish.
             let _ = futures::executor::block_on(chunks.send(Err(OciDistributionError::GenericError(Some(

@@ -11,14 +11,16 @@ use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use serde::Deserialize;
 
-use super::{CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, OciError, PARALLEL, TITLE, registry_error, retry};
+use super::{OciError, PARALLEL, TITLE, malformed, registry_error, retry};
 use crate::layout::{Layout, REFERENCE_ANNOTATION};
+use crate::oci::media_type::{JACKAL_CONFIG, OCI_MANIFEST};
+use crate::oci::{Digest, Document, OciUrl};
 use crate::package::archive::{self, ArchiveError};
 use crate::package::inspect::{self, Inspection};
 use crate::package::verify::{Metadata, VerifyError, VerifyOptions, verify_metadata};
-use crate::package::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE, file_name, hex_of};
+use crate::package::{CHECKSUMS, COMPONENTS, DEFINITION, IMAGES, SIGNATURE, file_name};
 use crate::progress::{CountingWriter, Progress};
-use crate::registry::{self, Credentials};
+use crate::registry::Access;
 use crate::transform::ImageReference;
 
 /// What `pull` wrote.
@@ -47,50 +49,44 @@ const METADATA: [&str; 5] = [
 struct Artifact<'a> {
     client: oci_client::Client,
     reference: Reference,
-    source: &'a str,
-    /// Every layer, by its title (the file's path in the package).
-    layers: BTreeMap<String, OciDescriptor>,
+    /// The artifact's URL, as errors and progress name it.
+    source: String,
+    /// Every layer, by its title (the file's path in the package), with its digest.
+    layers: BTreeMap<String, (OciDescriptor, Digest)>,
     root: &'a Path,
     progress: &'a dyn Progress,
 }
 
 impl<'a> Artifact<'a> {
-    /// Resolves `source` (`oci://REGISTRY/REPOSITORY:TAG`) and reads its manifest; `root` (which
+    /// Resolves `url` (`oci://REGISTRY/REPOSITORY:TAG`) and reads its manifest; `root` (which
     /// must not exist) receives the files.
     async fn open(
-        source: &'a str,
-        insecure: &[String],
+        url: &OciUrl,
+        access: &Access,
         root: &'a Path,
         progress: &'a dyn Progress,
     ) -> Result<Artifact<'a>, OciError> {
-        let rest = source
-            .strip_prefix("oci://")
-            .ok_or_else(|| OciError::Reference(source.into(), "it must start with oci://".into()))?;
-        let host = ImageReference::parse(rest)
-            .map_err(|error| OciError::Reference(source.into(), error.to_string()))?
-            .registry;
-        let reference: Reference = rest
-            .parse()
-            .map_err(|error: oci_client::ParseError| OciError::Reference(source.into(), error.to_string()))?;
+        let source = url.to_string();
+        let host = url.registry().to_owned();
+        let reference = url.reference();
         if root.exists() {
             return Err(OciError::Archive(ArchiveError::Exists(root.to_owned())));
         }
-        let client = registry::client(std::slice::from_ref(&host), insecure);
-        let auth = Credentials::load().for_host(&host);
+        let client = access.client(std::slice::from_ref(&host));
+        let auth = access.auth(&host);
         let (bytes, _) = client
-            .pull_manifest_raw(&reference, &auth, &[MANIFEST_MEDIA_TYPE])
+            .pull_manifest_raw(&reference, &auth, &[OCI_MANIFEST])
             .await
-            .map_err(|error| registry_error(source, error))?;
+            .map_err(|error| registry_error(&source, error))?;
         #[derive(Deserialize)]
         struct Manifest {
             config: OciDescriptor,
             layers: Vec<OciDescriptor>,
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|error| registry_error(source, error))?;
-        if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| malformed(&source, error))?;
+        if manifest.config.media_type != JACKAL_CONFIG {
             return Err(OciError::NotAPackage {
-                reference: source.to_owned(),
+                reference: source,
                 config: manifest.config.media_type,
             });
         }
@@ -107,11 +103,12 @@ impl<'a> Artifact<'a> {
                 .all(|part| matches!(part, std::path::Component::Normal(_)));
             if title.is_empty() || !safe {
                 return Err(OciError::Title {
-                    reference: source.to_owned(),
+                    reference: source,
                     title,
                 });
             }
-            layers.insert(title, layer);
+            let digest = Digest::parse(&layer.digest).map_err(|error| malformed(&title, error))?;
+            layers.insert(title, (layer, digest));
         }
         std::fs::create_dir_all(root).map_err(|source| OciError::Io {
             path: root.to_owned(),
@@ -131,7 +128,7 @@ impl<'a> Artifact<'a> {
     async fn download(&self, titles: Vec<String>) -> Result<(), OciError> {
         stream::iter(titles.into_iter().map(Ok::<_, OciError>))
             .try_for_each_concurrent(PARALLEL, |title| async move {
-                let Some(layer) = self.layers.get(&title) else {
+                let Some((layer, _)) = self.layers.get(&title) else {
                     return Ok(());
                 };
                 let path = self.root.join(&title);
@@ -179,7 +176,7 @@ impl<'a> Artifact<'a> {
     fn size(&self) -> u64 {
         self.layers
             .values()
-            .map(|layer| u64::try_from(layer.size).unwrap_or(0))
+            .map(|(layer, _)| u64::try_from(layer.size).unwrap_or(0))
             .sum()
     }
 }
@@ -188,15 +185,15 @@ impl<'a> Artifact<'a> {
 /// With `components`, only what those (and the required ones) need is downloaded. `scratch` must
 /// not exist; it is removed afterwards.
 pub async fn pull(
-    source: &str,
+    source: &OciUrl,
     output: &Path,
     components: &[String],
-    insecure: &[String],
+    access: &Access,
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
     let result = async {
-        let artifact = Artifact::open(source, insecure, scratch, progress).await?;
+        let artifact = Artifact::open(source, access, scratch, progress).await?;
         pull_into(&artifact, output, components).await
     }
     .await;
@@ -233,7 +230,7 @@ async fn pull_into(
         wanted
             .iter()
             .filter_map(|title| artifact.layers.get(title))
-            .map(|layer| u64::try_from(layer.size).unwrap_or(0))
+            .map(|(layer, _)| u64::try_from(layer.size).unwrap_or(0))
             .sum(),
     );
     artifact.download(wanted.clone()).await?;
@@ -253,7 +250,12 @@ async fn pull_into(
         source,
     })?;
     let path = output.join(name);
-    archive::write(artifact.root, &path, !verified.definition.metadata.uncompressed)?;
+    let (root, target, compress) = (
+        artifact.root.to_owned(),
+        path.clone(),
+        !verified.definition.metadata.uncompressed,
+    );
+    crate::blocking(move || archive::write(&root, &target, compress)).await?;
     Ok(Pulled {
         path,
         definition: verified.definition,
@@ -296,11 +298,11 @@ fn verify_layers(artifact: &Artifact<'_>, partial: bool) -> Result<Metadata, Oci
     }
     for (path, expected) in &metadata.listed {
         match artifact.layers.get(path) {
-            Some(layer) if hex_of(&layer.digest) != expected => {
+            Some((_, digest)) if digest != expected => {
                 return Err(VerifyError::FileMismatch {
                     path: path.clone(),
                     expected: expected.clone(),
-                    actual: hex_of(&layer.digest).to_owned(),
+                    actual: digest.clone(),
                 }
                 .into());
             }
@@ -316,14 +318,14 @@ fn verify_layers(artifact: &Artifact<'_>, partial: bool) -> Result<Metadata, Oci
 /// manifests only, checked against the checksums (and the signature when `options` has a key).
 /// Sizes are those of the files in the registry. `scratch` must not exist; it is removed.
 pub async fn inspect_remote(
-    source: &str,
-    insecure: &[String],
+    source: &OciUrl,
+    access: &Access,
     options: &VerifyOptions,
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<Inspection, OciError> {
     let result = async {
-        let artifact = Artifact::open(source, insecure, scratch, progress).await?;
+        let artifact = Artifact::open(source, access, scratch, progress).await?;
         progress.step(&format!("reading the metadata of {source}"));
         let definition = artifact.definition().await?;
         let every_component: Vec<String> = definition.components.iter().map(|c| c.name.clone()).collect();
@@ -332,16 +334,20 @@ pub async fn inspect_remote(
             partial: true,
             ..options.clone()
         };
-        let (verified, signature) = inspect::verify_for_inspection(scratch, &options)?;
         let size = artifact.size();
-        Ok(inspect::summarize(
-            PathBuf::from(source),
-            size,
-            size,
-            scratch,
-            verified.definition,
-            signature,
-        )?)
+        let (root, source) = (scratch.to_owned(), PathBuf::from(source.to_string()));
+        crate::blocking(move || {
+            let (verified, signature) = inspect::verify_for_inspection(&root, &options)?;
+            Ok(inspect::summarize(
+                source,
+                size,
+                size,
+                &root,
+                verified.definition,
+                signature,
+            )?)
+        })
+        .await
     }
     .await;
     if !matches!(result, Err(OciError::Archive(ArchiveError::Exists(_)))) {
@@ -357,7 +363,7 @@ async fn needed_files(
     definition: &PackageDefinition,
     components: &[String],
 ) -> Result<BTreeSet<String>, OciError> {
-    let (root, by_title, source) = (artifact.root, &artifact.layers, artifact.source);
+    let (root, by_title, source) = (artifact.root, &artifact.layers, artifact.source.as_str());
     for component in components {
         if !definition.components.iter().any(|c| &c.name == component) {
             let available = definition
@@ -395,7 +401,7 @@ async fn needed_files(
         return Ok(needed);
     }
     let layout = Layout::new(root.join(IMAGES));
-    let index = layout.index().map_err(|error| registry_error(source, error))?;
+    let index = layout.index().map_err(|error| malformed(source, error))?;
     let tops: Vec<_> = index
         .into_iter()
         .filter(|d| {
@@ -405,45 +411,31 @@ async fn needed_files(
         })
         .collect();
     // Manifests first (they say which configs, layers and child manifests are needed).
-    let blob_title = |digest: &str| format!("{IMAGES}/blobs/sha256/{}", hex_of(digest));
-    let mut pending: Vec<String> = tops.iter().map(|descriptor| descriptor.digest.clone()).collect();
+    let blob_title = |digest: &Digest| format!("{IMAGES}/blobs/sha256/{}", digest.hex());
+    let mut pending: Vec<Digest> = tops.iter().map(|descriptor| descriptor.digest.clone()).collect();
     while !pending.is_empty() {
         let titles: Vec<String> = pending
             .iter()
-            .map(|digest| blob_title(digest))
+            .map(blob_title)
             .filter(|t| by_title.contains_key(t))
             .collect();
         artifact.download(titles.clone()).await?;
         needed.extend(titles);
         let mut next = Vec::new();
         for digest in &pending {
-            let path = layout
-                .blob_path(digest)
-                .map_err(|error| registry_error(source, error))?;
+            let path = layout.blob_path(digest);
             let bytes = std::fs::read(&path).map_err(|source| OciError::Io {
                 path: path.clone(),
                 source,
             })?;
-            let document: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|error| registry_error(digest, error))?;
-            let referenced = document["config"].as_object().into_iter().chain(
-                document["layers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.as_object()),
-            );
-            for descriptor in referenced {
-                if let Some(digest) = descriptor.get("digest").and_then(|d| d.as_str()) {
-                    needed.insert(blob_title(digest));
-                }
+            let document = Document::parse(&bytes).map_err(|error| malformed(blob_title(digest), error))?;
+            // Foreign layers included: a title that the artifact lacks is simply not needed.
+            for descriptor in document.config.iter().chain(&document.layers) {
+                needed.insert(blob_title(&descriptor.digest));
             }
-            for child in document["manifests"].as_array().into_iter().flatten() {
-                if let Some(digest) = child["digest"]
-                    .as_str()
-                    .filter(|digest| by_title.contains_key(&blob_title(digest)))
-                {
-                    next.push(digest.to_owned());
+            for child in document.manifests {
+                if by_title.contains_key(&blob_title(&child.digest)) {
+                    next.push(child.digest);
                 }
             }
         }
