@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 
 pub use auth::{AuthError, DockerConfig};
 pub use error::{Categorize, ErrorCategory, RegistryError};
+pub use oci_client::secrets::RegistryAuth;
 
 /// How to reach registries: the credentials to present and the hosts that speak plain HTTP besides
 /// loopback ones. The plugin builds it from the user's docker config and flags, a controller from

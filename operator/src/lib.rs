@@ -4,7 +4,12 @@
 //! first bootstrap.
 //!
 //! Module map (grows with the issues that add each part; see `ARCHITECTURE.md`):
-//! - [`cli`]: command-line surface (`crd`, `run`); [`run`] wires everything together.
+//! - [`cli`]: command-line surface (`crd`, `run`); [`run`] wires everything together under the
+//!   [`supervisor`] (one shutdown signal; one failed task stops the process).
+//! - [`context`]: what every task shares (client, settings, the cluster state channel fed by
+//!   [`state`], metrics, Event recorder, shutdown token).
+//! - [`selection`]: which namespaces Jackal acts in (the webhook's selector and the same decision
+//!   in code).
 //! - [`crd`]: printing and writing the generated CustomResourceDefinitions.
 //! - [`webhook`]: the admission webhook (rules, review, TLS server, certificates, registration).
 //! - [`controller`]: controllers (today: the pull Secrets the webhook's pods need).
@@ -12,9 +17,13 @@
 
 pub mod admin;
 pub mod cli;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod run;
+pub mod selection;
+pub mod state;
+pub mod supervisor;
 pub mod telemetry;
 pub mod webhook;

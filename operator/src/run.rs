@@ -1,33 +1,33 @@
-//! `jackal-operator run`: wires the parts together. It waits for the cluster state Secret, makes
-//! sure the webhook has a certificate, registers the MutatingWebhookConfiguration, then serves the
-//! webhook and the admin endpoints and runs the controllers until it is told to stop. Changes to
-//! the state Secret reach the webhook rules and the pull Secrets without a restart.
+//! `jackal-operator run`: wires the parts together under one supervisor and one shutdown signal.
+//! Everything starts at once — the state follower, the webhook's certificates, server and
+//! registration, the admin endpoints and the controllers — and nothing waits for the state Secret
+//! but what needs it: the webhook serves and is registered once the state exists (the bootstrap
+//! writes it), and follows every change of it and of the `JackalInit` without a restart.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
-use jackal_crds::JackalInit;
-use jackal_crds::names::{INIT_NAME, STATE_KEY, STATE_SECRET, WEBHOOK_CONFIGURATION, WEBHOOK_TLS_SECRET};
+use jackal_crds::names::{WEBHOOK_CONFIGURATION, WEBHOOK_TLS_SECRET};
 use jackal_crds::state::JackalState;
-use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::Client;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
+use crate::context::{ClusterState, Context};
 use crate::controller::pull_secrets;
-use crate::metrics::Metrics;
+use crate::supervisor::{Supervisor, cancel_on_signal};
 use crate::webhook::certs::manager::{CertificateManager, Settings as CertificateSettings};
 use crate::webhook::certs::{Identity, Validity};
 use crate::webhook::hooks::Rules;
 use crate::webhook::registration::{Endpoint, Registration};
 use crate::webhook::server::WebhookState;
 use crate::webhook::tls::{CertificateStore, server_config};
-use crate::{admin, webhook};
+use crate::{admin, state, webhook};
 
-/// How long to wait between looks for the state Secret.
-const STATE_POLL: Duration = Duration::from_secs(5);
+/// How long to wait before applying a registration again after a failure.
+const REGISTRATION_RETRY: Duration = Duration::from_secs(5);
 
 /// Validated settings of `run`.
 #[derive(Clone, Debug)]
@@ -48,26 +48,75 @@ pub struct RunConfig {
     pub validity: Validity,
 }
 
-/// Runs the operator until SIGINT or SIGTERM.
+/// Runs the operator until SIGINT or SIGTERM, or until one of its tasks fails.
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("failed to connect to the Kubernetes API")?;
-    let state = wait_for_state(&client, &config.namespace).await?;
-    let spec = Api::<JackalInit>::all(client.clone())
-        .get_opt(INIT_NAME)
+    // Ports are bound first, so that a taken one stops the process before anything else starts.
+    let webhook_listener = TcpListener::bind(config.webhook_address)
         .await
-        .context("failed to read the JackalInit")?
-        .map(|init| init.spec.webhook)
-        .unwrap_or_default();
-    tracing::info!(registry = %state.registry.address, "cluster state loaded");
-
-    let metrics = Arc::new(Metrics::default());
+        .with_context(|| format!("failed to bind the webhook port {}", config.webhook_address))?;
+    let admin_listener = TcpListener::bind(config.admin_address)
+        .await
+        .with_context(|| format!("failed to bind the admin port {}", config.admin_address))?;
+    let (context, cluster) = Context::new(client, config);
     let certificates = Arc::new(CertificateStore::default());
+    let manager = Arc::new(certificate_manager(&context, Arc::clone(&certificates)));
+
+    tokio::spawn(cancel_on_signal(context.shutdown.clone()));
+    let mut supervisor = Supervisor::new(context.shutdown.clone());
+    let follow = {
+        let (client, namespace) = (context.client.clone(), context.config.namespace.clone());
+        async move { state::follow(client, &namespace, cluster).await }
+    };
+    supervisor.spawn("the cluster state follower", until_shutdown(&context, follow));
+    supervisor.spawn(
+        "the webhook certificate manager",
+        until_shutdown(&context, {
+            let manager = Arc::clone(&manager);
+            async move {
+                manager.run().await;
+                Ok(())
+            }
+        }),
+    );
+    supervisor.spawn(
+        "the webhook registration",
+        keep_registered(Arc::clone(&context), Arc::clone(&manager)),
+    );
+    supervisor.spawn(
+        "the webhook server",
+        serve_webhook(Arc::clone(&context), webhook_listener, Arc::clone(&certificates)),
+    );
+    supervisor.spawn("the admin server", {
+        let routes = admin::routes(Arc::clone(&context.metrics), certificates);
+        let shutdown = context.shutdown.clone().cancelled_owned();
+        async move {
+            admin::serve(admin_listener, routes, shutdown).await;
+            Ok(())
+        }
+    });
+    supervisor.spawn(
+        "the pull-Secret controller",
+        pull_secrets::run(Arc::clone(&context)),
+    );
+    tracing::info!(
+        webhook = %context.config.webhook_address,
+        admin = %context.config.admin_address,
+        "operator started"
+    );
+    let result = supervisor.wait().await;
+    tracing::info!("stopped");
+    result
+}
+
+fn certificate_manager(context: &Context, certificates: Arc<CertificateStore>) -> CertificateManager {
+    let config = &context.config;
     let mut identity = Identity::service(&config.service, &config.namespace);
     identity.ip_addresses.extend(config.webhook_ips.iter().copied());
-    let manager = Arc::new(CertificateManager::new(
-        client.clone(),
+    CertificateManager::new(
+        context.client.clone(),
         CertificateSettings {
             namespace: config.namespace.clone(),
             secret: WEBHOOK_TLS_SECRET.to_owned(),
@@ -75,12 +124,80 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             identity,
             validity: config.validity,
         },
+        certificates,
+    )
+}
+
+/// Runs `task` until it ends or the operator shuts down.
+fn until_shutdown<F>(context: &Context, task: F) -> impl Future<Output = anyhow::Result<()>> + use<F>
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let shutdown = context.shutdown.clone();
+    async move {
+        tokio::select! {
+            result = task => result,
+            () = shutdown.cancelled() => Ok(()),
+        }
+    }
+}
+
+/// Waits until the cluster has a state; `None` when the operator shuts down first.
+async fn state_of(context: &Context, cluster: &mut watch::Receiver<ClusterState>) -> Option<JackalState> {
+    if cluster.borrow().state.is_none() {
+        tracing::info!(
+            namespace = %context.config.namespace,
+            secret = jackal_crds::names::STATE_SECRET,
+            "waiting for the cluster state Secret"
+        );
+    }
+    tokio::select! {
+        found = cluster.wait_for(|cluster| cluster.state.is_some()) => found.ok()?.state.clone(),
+        () = context.shutdown.cancelled() => None,
+    }
+}
+
+/// Serves the webhook once the cluster has a state, with rules that follow every change of it.
+async fn serve_webhook(
+    context: Arc<Context>,
+    listener: TcpListener,
+    certificates: Arc<CertificateStore>,
+) -> anyhow::Result<()> {
+    let mut cluster = context.cluster.clone();
+    let Some(state) = state_of(&context, &mut cluster).await else {
+        return Ok(());
+    };
+    let webhook = WebhookState::new(
+        Rules::from_state(&state),
+        Arc::clone(&context.metrics),
         Arc::clone(&certificates),
-    ));
-    manager
-        .step()
-        .await
-        .context("failed to set up the webhook certificate")?;
+    );
+    let tls = server_config(certificates)?;
+    let serving = webhook::server::serve(
+        listener,
+        tls,
+        webhook::server::routes(Arc::clone(&webhook)),
+        context.shutdown.clone().cancelled_owned(),
+    );
+    let following = async {
+        while cluster.changed().await.is_ok() {
+            let rules = cluster.borrow_and_update().state.as_ref().map(Rules::from_state);
+            if let Some(rules) = rules {
+                webhook.set_rules(rules);
+            }
+        }
+    };
+    tracing::info!("serving the webhook");
+    tokio::select! {
+        () = serving => Ok(()),
+        () = following => Ok(()),
+    }
+}
+
+/// Keeps the MutatingWebhookConfiguration in step with the state's registry and the
+/// `JackalInit`'s webhook settings, from the moment the state exists.
+async fn keep_registered(context: Arc<Context>, manager: Arc<CertificateManager>) -> anyhow::Result<()> {
+    let config = &context.config;
     let endpoint = match &config.webhook_url {
         Some(url) => Endpoint::Url(url.clone()),
         None => Endpoint::Service {
@@ -89,140 +206,61 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             port: 443,
         },
     };
-    let registration = Registration::new(
-        endpoint,
-        manager.ca_bundle().await?,
-        state.registry.address.clone(),
-        spec.clone(),
-    );
-    registration
-        .apply(&client)
-        .await
-        .context("failed to register the MutatingWebhookConfiguration")?;
-    tracing::info!(configuration = %registration.name, "webhook registered");
-    tokio::spawn(Arc::clone(&manager).run());
-
-    let webhook_state = WebhookState::new(
-        Rules::from_state(&state),
-        Arc::clone(&metrics),
-        Arc::clone(&certificates),
-    );
-    let (webhook_listener, webhook_bound) = webhook::server::bind(config.webhook_address)
-        .await
-        .context("failed to bind the webhook port")?;
-    let tls = server_config(Arc::clone(&certificates))?;
-    tokio::spawn(webhook::server::serve(
-        webhook_listener,
-        tls,
-        webhook::server::routes(Arc::clone(&webhook_state)),
-        shutdown(),
-    ));
-    let admin_listener = tokio::net::TcpListener::bind(config.admin_address)
-        .await
-        .context("failed to bind the admin port")?;
-    tokio::spawn(admin::serve(
-        admin_listener,
-        admin::routes(Arc::clone(&metrics), Arc::clone(&certificates)),
-        shutdown(),
-    ));
-    tracing::info!(webhook = %webhook_bound, admin = %config.admin_address, "serving");
-
-    let selection = spec.namespace_selection.unwrap_or_default();
-    let settings = Arc::new(RwLock::new(pull_secrets::Settings { state, selection }));
-    let (changed, changes) = futures::channel::mpsc::unbounded();
-    tokio::spawn(follow_state(
-        client.clone(),
-        config.namespace.clone(),
-        Arc::clone(&webhook_state),
-        Arc::clone(&settings),
-        changed,
-    ));
-    pull_secrets::run(client, settings, changes).await;
-    tracing::info!("stopping");
-    Ok(())
-}
-
-/// Reads the state Secret, waiting (and saying so) until the bootstrap has written it.
-async fn wait_for_state(client: &Client, namespace: &str) -> anyhow::Result<JackalState> {
-    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    let mut announced = false;
+    let mut cluster = context.cluster.clone();
+    if state_of(&context, &mut cluster).await.is_none() {
+        return Ok(());
+    }
+    let mut applied: Option<Registration> = None;
     loop {
-        match secrets.get_opt(STATE_SECRET).await {
-            Ok(Some(secret)) => return parse_state(&secret),
-            Ok(None) if !announced => {
-                tracing::info!(
-                    namespace,
-                    secret = STATE_SECRET,
-                    "waiting for the cluster state Secret"
-                );
-                announced = true;
+        let current = cluster.borrow_and_update().clone();
+        let mut retry = false;
+        if let Some(state) = &current.state {
+            match register(&context, &manager, &endpoint, state, &current, applied.as_ref()).await {
+                Ok(Some(registration)) => applied = Some(registration),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "failed to register the webhook; retrying"
+                    );
+                    retry = true;
+                }
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "failed to read the cluster state Secret; retrying"),
         }
-        tokio::time::sleep(STATE_POLL).await;
-    }
-}
-
-fn parse_state(secret: &Secret) -> anyhow::Result<JackalState> {
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(STATE_KEY))
-        .with_context(|| format!("Secret {STATE_SECRET} has no {STATE_KEY} key"))?;
-    serde_json::from_slice(&data.0)
-        .with_context(|| format!("Secret {STATE_SECRET} key {STATE_KEY} is not a valid state"))
-}
-
-/// Applies every change of the state Secret to the webhook rules and the pull Secrets.
-async fn follow_state(
-    client: Client,
-    namespace: String,
-    webhook: Arc<WebhookState>,
-    settings: Arc<RwLock<pull_secrets::Settings>>,
-    changed: futures::channel::mpsc::UnboundedSender<()>,
-) {
-    let secrets = Api::<Secret>::namespaced(client, &namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={STATE_SECRET}"));
-    let mut stream = std::pin::pin!(watcher(secrets, config).default_backoff().applied_objects());
-    while let Some(event) = stream.next().await {
-        let state = match event
-            .map_err(anyhow::Error::from)
-            .and_then(|secret| parse_state(&secret))
-        {
-            Ok(state) => state,
-            Err(error) => {
-                tracing::warn!(%error, "ignoring an unusable cluster state");
-                continue;
-            }
-        };
-        let unchanged = settings.read().is_ok_and(|current| current.state == state);
-        if unchanged {
-            continue;
-        }
-        webhook.set_rules(Rules::from_state(&state));
-        if let Ok(mut current) = settings.write() {
-            current.state = state;
-        }
-        tracing::info!("cluster state changed: rules and pull Secrets updated");
-        let _ = changed.unbounded_send(());
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            changed = cluster.changed() => changed.context("the cluster state channel closed")?,
+            () = tokio::time::sleep(REGISTRATION_RETRY), if retry => {}
+            () = context.shutdown.cancelled() => return Ok(()),
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+}
+
+/// Applies the registration `current` asks for unless it is the one `applied` already.
+async fn register(
+    context: &Context,
+    manager: &CertificateManager,
+    endpoint: &Endpoint,
+    state: &JackalState,
+    current: &ClusterState,
+    applied: Option<&Registration>,
+) -> anyhow::Result<Option<Registration>> {
+    let ca_bundle = manager
+        .ca_bundle()
+        .await
+        .context("failed to read the webhook CA")?;
+    let wanted = Registration::new(
+        endpoint.clone(),
+        ca_bundle,
+        state.registry.address.clone(),
+        current.webhook.clone(),
+    );
+    if applied == Some(&wanted) {
+        return Ok(None);
+    }
+    wanted
+        .apply(&context.client)
+        .await
+        .context("failed to apply the MutatingWebhookConfiguration")?;
+    tracing::info!(configuration = %wanted.name, registry = %wanted.registry, "webhook registered");
+    Ok(Some(wanted))
 }

@@ -1,16 +1,16 @@
 //! Keeps the registry pull Secret (`private-registry`) — and the git credentials Secret when a git
 //! server is configured — in every namespace whose pods the webhook rewrites, and removes Jackal's
 //! copies from namespaces that are no longer rewritten. The webhook itself only references the
-//! Secret: it must have no side effects.
+//! Secret: it must have no side effects. It follows the cluster state channel: nothing is written
+//! before the bootstrap has written the state, and every namespace is looked at again when the
+//! state or the `JackalInit`'s namespace selection changes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use futures::{Stream, StreamExt};
-use jackal_crds::init::NamespaceSelection;
+use futures::StreamExt;
+use jackal_core::registry::{Categorize, DockerConfig, ErrorCategory};
 use jackal_crds::names::{
     FIELD_MANAGER, GIT_PULL_SECRET, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET,
 };
@@ -20,23 +20,18 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
-use crate::webhook::registration::namespace_is_rewritten;
+use crate::context::{Context, api_category};
+use crate::selection::namespace_is_rewritten;
 
 /// Re-check every namespace this often, even without events.
 const RESYNC: Duration = Duration::from_secs(600);
 /// Retry a failed namespace after this long.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// What the Secrets hold and where they go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// The cluster state (registry and git endpoints and credentials).
-    pub state: JackalState,
-    /// Which namespaces the webhook rewrites.
-    pub selection: NamespaceSelection,
-}
+/// What Events about this controller's work are published as.
+const ACTION: &str = "SyncPullSecrets";
 
 /// Why a namespace could not be reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -55,31 +50,27 @@ pub enum Error {
     },
 }
 
-struct Context {
-    client: Client,
-    settings: Arc<RwLock<Settings>>,
+impl Categorize for Error {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Secret { source, .. } => api_category(source),
+        }
+    }
 }
 
 /// The registry pull Secret for `namespace`.
 pub fn registry_secret(namespace: &str, state: &JackalState) -> Secret {
     let registry = &state.registry;
-    let auth = BASE64.encode(format!(
-        "{}:{}",
-        registry.pull_username,
-        registry.pull_password.expose()
-    ));
-    let config = serde_json::json!({
-        "auths": { registry.address.as_str(): {
-            "username": registry.pull_username,
-            "password": registry.pull_password.expose(),
-            "auth": auth,
-        }}
-    });
+    let config = DockerConfig::with_basic(
+        &registry.address,
+        &registry.pull_username,
+        registry.pull_password.expose(),
+    );
     secret(
         namespace,
         REGISTRY_PULL_SECRET,
         "kubernetes.io/dockerconfigjson",
-        [(".dockerconfigjson", config.to_string())],
+        [(".dockerconfigjson", config.to_json())],
     )
 }
 
@@ -91,13 +82,13 @@ pub fn git_secret(namespace: &str, state: &JackalState) -> Option<Secret> {
         GIT_PULL_SECRET,
         "Opaque",
         [
-            ("username", git.pull_username.clone()),
-            ("password", git.pull_password.expose().to_owned()),
+            ("username", git.pull_username.clone().into_bytes()),
+            ("password", git.pull_password.expose().as_bytes().to_vec()),
         ],
     ))
 }
 
-fn secret<const N: usize>(namespace: &str, name: &str, kind: &str, data: [(&str, String); N]) -> Secret {
+fn secret<const N: usize>(namespace: &str, name: &str, kind: &str, data: [(&str, Vec<u8>); N]) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -111,50 +102,70 @@ fn secret<const N: usize>(namespace: &str, name: &str, kind: &str, data: [(&str,
         type_: Some(kind.to_owned()),
         data: Some(
             data.into_iter()
-                .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
+                .map(|(key, value)| (key.to_owned(), ByteString(value)))
                 .collect(),
         ),
         ..Secret::default()
     }
 }
 
-/// Runs the controller until the process ends; `changes` yields whenever the settings change.
-pub async fn run(
-    client: Client,
-    settings: Arc<RwLock<Settings>>,
-    changes: impl Stream<Item = ()> + Send + 'static,
-) {
-    let context = Arc::new(Context {
-        client: client.clone(),
-        settings,
+/// Runs the controller until the operator shuts down.
+pub async fn run(context: Arc<Context>) -> anyhow::Result<()> {
+    // Every change of the cluster state (credentials, registry, namespace selection) is a reason
+    // to look at every namespace again.
+    let changes = futures::stream::unfold(context.cluster.clone(), |mut cluster| async move {
+        cluster.changed().await.ok().map(|()| ((), cluster))
     });
-    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
-        .reconcile_all_on(changes)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "pull secret reconcile failed");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<Namespace>::all(context.client.clone()),
+        watcher::Config::default(),
+    )
+    .reconcile_all_on(changes)
+    .graceful_shutdown_on(context.shutdown.clone().cancelled_owned())
+    .run(reconcile, error_policy, Arc::clone(&context))
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "pull secret reconcile failed");
+        }
+    })
+    .await;
+    anyhow::ensure!(
+        context.shutdown.is_cancelled(),
+        "the pull-Secret controller stopped on its own"
+    );
+    Ok(())
 }
 
 async fn reconcile(namespace: Arc<Namespace>, context: Arc<Context>) -> Result<Action, Error> {
     if namespace.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let name = namespace.name_any();
-    let settings = context
-        .settings
-        .read()
-        .map(|settings| settings.clone())
-        .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
-    let api = Api::<Secret>::namespaced(context.client.clone(), &name);
-    let wanted: Vec<Secret> = std::iter::once(registry_secret(&name, &settings.state))
-        .chain(git_secret(&name, &settings.state))
-        .collect();
-    if namespace_is_rewritten(&name, namespace.labels(), settings.selection) {
+    let cluster = context.cluster.borrow().clone();
+    // Before the bootstrap has written the state there is nothing to copy; the state's arrival
+    // triggers every namespace again.
+    let Some(state) = cluster.state else {
+        return Ok(Action::await_change());
+    };
+    let rewritten = namespace_is_rewritten(
+        &namespace.name_any(),
+        namespace.labels(),
+        cluster.webhook.namespace_selection.unwrap_or_default(),
+    );
+    let result = sync(&context, &namespace.name_any(), &state, rewritten).await;
+    if let Err(error) = &result {
+        let reference = namespace.object_ref(&());
+        context
+            .warn(&reference, error.category(), ACTION, error.to_string())
+            .await;
+    }
+    result.map(|()| Action::requeue(RESYNC))
+}
+
+/// Writes the Secrets into a rewritten namespace, or removes Jackal's copies from another one.
+async fn sync(context: &Context, name: &str, state: &JackalState, rewritten: bool) -> Result<(), Error> {
+    let api = Api::<Secret>::namespaced(context.client.clone(), name);
+    if rewritten {
+        let wanted = std::iter::once(registry_secret(name, state)).chain(git_secret(name, state));
         for secret in wanted {
             let secret_name = secret.name_any();
             api.patch(
@@ -165,29 +176,29 @@ async fn reconcile(namespace: Arc<Namespace>, context: Arc<Context>) -> Result<A
             .await
             .map_err(|source| Error::Secret {
                 action: "apply",
-                namespace: name.clone(),
+                namespace: name.to_owned(),
                 name: secret_name,
                 source,
             })?;
         }
-    } else {
-        for secret_name in [REGISTRY_PULL_SECRET, GIT_PULL_SECRET] {
-            let Some(existing) = api.get_opt(secret_name).await.ok().flatten() else {
-                continue;
-            };
-            if existing.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE) {
-                api.delete(secret_name, &DeleteParams::default())
-                    .await
-                    .map_err(|source| Error::Secret {
-                        action: "delete",
-                        namespace: name.clone(),
-                        name: secret_name.to_owned(),
-                        source,
-                    })?;
-            }
+        return Ok(());
+    }
+    for secret_name in [REGISTRY_PULL_SECRET, GIT_PULL_SECRET] {
+        let Some(existing) = api.get_opt(secret_name).await.ok().flatten() else {
+            continue;
+        };
+        if existing.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE) {
+            api.delete(secret_name, &DeleteParams::default())
+                .await
+                .map_err(|source| Error::Secret {
+                    action: "delete",
+                    namespace: name.to_owned(),
+                    name: secret_name.to_owned(),
+                    source,
+                })?;
         }
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(())
 }
 
 fn error_policy(namespace: Arc<Namespace>, error: &Error, _: Arc<Context>) -> Action {
@@ -224,12 +235,21 @@ mod tests {
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
         assert_eq!(secret.metadata.namespace.as_deref(), Some("shop"));
         let data = &secret.data.unwrap()[".dockerconfigjson"];
-        let config: serde_json::Value = serde_json::from_slice(&data.0).unwrap();
-        let entry = &config["auths"]["127.0.0.1:31999"];
-        assert_eq!(entry["username"], "jackal-pull");
+        // What the kubelet will read, read back by the same parser core uses for Secrets.
+        let config = DockerConfig::from_bytes(&data.0, "the pull Secret").unwrap();
+        let jackal_core::registry::RegistryAuth::Basic(username, password) =
+            config.for_host("127.0.0.1:31999")
+        else {
+            panic!("no credentials for the registry");
+        };
         assert_eq!(
-            BASE64.decode(entry["auth"].as_str().unwrap()).unwrap(),
-            b"jackal-pull:pull-password"
+            (username.as_str(), password.as_str()),
+            ("jackal-pull", "pull-password")
+        );
+        let json: serde_json::Value = serde_json::from_slice(&data.0).unwrap();
+        assert_eq!(
+            json["auths"]["127.0.0.1:31999"]["auth"],
+            "amFja2FsLXB1bGw6cHVsbC1wYXNzd29yZA=="
         );
     }
 

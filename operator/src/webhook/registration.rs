@@ -6,22 +6,22 @@
 
 use std::collections::BTreeMap;
 
-use jackal_crds::init::{FailurePolicy, NamespaceSelection, WebhookSpec};
+use jackal_crds::init::{FailurePolicy, WebhookSpec};
 use jackal_crds::names::{
-    AGENT_LABEL, AGENT_OPT_IN_VALUE, AGENT_OPT_OUT_VALUES, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    NAMESPACE, ORIGINAL_IMAGES_ANNOTATION, WEBHOOK_CONFIGURATION,
+    AGENT_LABEL, AGENT_OPT_OUT_VALUES, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    ORIGINAL_IMAGES_ANNOTATION, WEBHOOK_CONFIGURATION,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
     WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client};
 
-/// Namespaces never rewritten, whatever the policy.
-pub const EXCLUDED_NAMESPACES: [&str; 3] = [NAMESPACE, "kube-system", "kube-node-lease"];
+use crate::selection::{self, requirement, selector};
+
 /// Default seconds the API server waits for the webhook.
 pub const DEFAULT_TIMEOUT_SECONDS: i32 = 5;
 /// Path every rule is served on.
@@ -185,16 +185,7 @@ impl Registration {
     }
 
     fn namespace_selector(&self) -> LabelSelector {
-        let mut requirements = vec![requirement(
-            "kubernetes.io/metadata.name",
-            "NotIn",
-            &EXCLUDED_NAMESPACES,
-        )];
-        requirements.push(match self.spec.namespace_selection.unwrap_or_default() {
-            NamespaceSelection::All => requirement(AGENT_LABEL, "NotIn", &AGENT_OPT_OUT_VALUES),
-            NamespaceSelection::OptIn => requirement(AGENT_LABEL, "In", &[AGENT_OPT_IN_VALUE]),
-        });
-        selector(requirements)
+        selection::namespace_selector(self.spec.namespace_selection.unwrap_or_default())
     }
 
     /// Creates or updates the configuration (server-side apply).
@@ -209,23 +200,6 @@ impl Registration {
     }
 }
 
-/// Whether pods in a namespace with `name` and `labels` are rewritten under `selection` (the same
-/// decision the namespace selector makes, for the pull-Secret controller).
-pub fn namespace_is_rewritten(
-    name: &str,
-    labels: &BTreeMap<String, String>,
-    selection: NamespaceSelection,
-) -> bool {
-    if EXCLUDED_NAMESPACES.contains(&name) {
-        return false;
-    }
-    let agent = labels.get(AGENT_LABEL).map(String::as_str);
-    match selection {
-        NamespaceSelection::All => !agent.is_some_and(|value| AGENT_OPT_OUT_VALUES.contains(&value)),
-        NamespaceSelection::OptIn => agent == Some(AGENT_OPT_IN_VALUE),
-    }
-}
-
 fn rule(groups: &[&str], versions: &[&str], resources: &[&str], operations: &[&str]) -> RuleWithOperations {
     let owned = |items: &[&str]| Some(items.iter().map(|item| (*item).to_owned()).collect());
     RuleWithOperations {
@@ -234,21 +208,6 @@ fn rule(groups: &[&str], versions: &[&str], resources: &[&str], operations: &[&s
         resources: owned(resources),
         operations: owned(operations),
         scope: Some("Namespaced".to_owned()),
-    }
-}
-
-fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
-    LabelSelectorRequirement {
-        key: key.to_owned(),
-        operator: operator.to_owned(),
-        values: Some(values.iter().map(|value| (*value).to_owned()).collect()),
-    }
-}
-
-fn selector(requirements: Vec<LabelSelectorRequirement>) -> LabelSelector {
-    LabelSelector {
-        match_expressions: Some(requirements),
-        match_labels: None,
     }
 }
 
@@ -261,6 +220,8 @@ fn condition(name: &str, expression: &str) -> MatchCondition {
 
 #[cfg(test)]
 mod tests {
+    use jackal_crds::init::NamespaceSelection;
+
     use super::*;
 
     fn registration(spec: WebhookSpec) -> Registration {
@@ -377,26 +338,5 @@ mod tests {
             ),
             ("In", "mutate")
         );
-    }
-
-    #[test]
-    fn namespace_decisions_match_the_selector() {
-        let labels = |value: &str| BTreeMap::from([("jackal.dev/agent".to_owned(), value.to_owned())]);
-        let none = BTreeMap::new();
-        for (name, labels, selection, expected) in [
-            ("shop", &none, NamespaceSelection::All, true),
-            ("shop", &labels("skip"), NamespaceSelection::All, false),
-            ("shop", &labels("ignore"), NamespaceSelection::All, false),
-            ("kube-system", &none, NamespaceSelection::All, false),
-            ("jackal", &labels("mutate"), NamespaceSelection::OptIn, false),
-            ("shop", &none, NamespaceSelection::OptIn, false),
-            ("shop", &labels("mutate"), NamespaceSelection::OptIn, true),
-        ] {
-            assert_eq!(
-                namespace_is_rewritten(name, labels, selection),
-                expected,
-                "{name} {labels:?} {selection:?}"
-            );
-        }
     }
 }

@@ -1,8 +1,9 @@
 //! The real `jackal-operator run` binary against the test cluster, outside it (webhook reached by
 //! URL), authenticated as its own ServiceAccount with the least-privilege RBAC of `config/rbac`:
-//! it waits for the state Secret, registers the webhook with the `JackalInit`'s settings, serves
-//! readiness and metrics, keeps pull Secrets in opted-in namespaces, rewrites their pods, and
-//! follows changes of the state Secret without a restart.
+//! it serves its admin endpoints before any state exists, registers the webhook with the
+//! `JackalInit`'s settings once the state Secret appears, keeps pull Secrets in opted-in namespaces,
+//! rewrites their pods, follows changes of the state Secret and of the `JackalInit` without a
+//! restart, and stops cleanly on SIGTERM.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -206,13 +207,27 @@ async fn the_operator_binary_runs_the_webhook_with_least_privilege() -> anyhow::
     let operator_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let admin = format!("127.0.0.1:{admin_port}");
 
-    // It waits for the state Secret before doing anything.
+    // Without a state it already serves its admin endpoints (the bootstrap controller, which
+    // writes the state, runs in this process), but registers no webhook.
     eventually("the operator says it waits for the state", 30, async || {
         Ok(operator_log()
             .contains("waiting for the cluster state Secret")
             .then_some(()))
     })
     .await?;
+    let healthy = eventually("the operator answers /healthz without a state", 30, async || {
+        Ok(http::get(&admin, "/healthz", &[])
+            .await
+            .ok()
+            .filter(|response| response.status == 200))
+    })
+    .await;
+    healthy.with_context(|| format!("operator log:\n{}", operator_log()))?;
+    let configurations = Api::<MutatingWebhookConfiguration>::all(cluster.client.clone());
+    assert!(
+        configurations.get_opt(WEBHOOK_CONFIGURATION).await?.is_none(),
+        "the webhook is registered before the cluster has a state"
+    );
     secrets
         .create(&PostParams::default(), &state_secret("127.0.0.1:31999")?)
         .await?;
@@ -225,9 +240,10 @@ async fn the_operator_binary_runs_the_webhook_with_least_privilege() -> anyhow::
     .await;
     ready.with_context(|| format!("operator log:\n{}", operator_log()))?;
 
-    let configuration = Api::<MutatingWebhookConfiguration>::all(cluster.client.clone())
-        .get(WEBHOOK_CONFIGURATION)
-        .await?;
+    let configuration = eventually("the webhook is registered", 30, async || {
+        Ok(configurations.get_opt(WEBHOOK_CONFIGURATION).await?)
+    })
+    .await?;
     let pods_webhook = &configuration.webhooks.unwrap_or_default()[0];
     assert_eq!(
         pods_webhook.client_config.url.as_deref(),
@@ -295,9 +311,61 @@ async fn the_operator_binary_runs_the_webhook_with_least_privilege() -> anyhow::
     })
     .await
     .with_context(|| format!("operator log:\n{}", operator_log()))?;
+
+    // A change of the JackalInit reaches the registration without a restart.
+    inits
+        .patch(
+            "jackal",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"webhook": {"timeoutSeconds": 7}}})),
+        )
+        .await?;
+    eventually("the registration follows the JackalInit", 30, async || {
+        let configuration = configurations.get(WEBHOOK_CONFIGURATION).await?;
+        let timeout = configuration.webhooks.unwrap_or_default()[0].timeout_seconds;
+        Ok((timeout == Some(7)).then_some(()))
+    })
+    .await
+    .with_context(|| format!("operator log:\n{}", operator_log()))?;
+
+    // SIGTERM: every task stops and the process exits successfully.
+    let mut operator = setup.operator.take().context("the operator is running")?;
+    let pid = operator.id().to_string();
+    anyhow::ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success());
+    let stopped = eventually("the operator exits after SIGTERM", 30, async || {
+        Ok(operator.try_wait()?)
+    })
+    .await;
+    let status = stopped.with_context(|| format!("operator log:\n{}", operator_log()))?;
+    let log = operator_log();
+    assert!(status.success(), "exit status {status}:\n{log}");
+    assert!(log.contains("shutdown signal received"), "{log}");
+    assert!(!log.contains("pull-password"), "a credential reached the log");
+    Ok(())
+}
+
+/// A port that cannot be bound stops the process at once, naming the port.
+#[tokio::test]
+async fn a_taken_port_stops_the_operator_with_its_name() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = taken.local_addr()?.to_string();
+    let webhook_port = injector::free_port()?;
+    let output = Command::new(operator_binary()?)
+        .args(["run", "--webhook-url", "https://127.0.0.1:1/mutate"])
+        .args([
+            "--webhook-address",
+            &format!("127.0.0.1:{webhook_port}"),
+            "--admin-address",
+            &address,
+        ])
+        .env("KUBECONFIG", cluster.dir().join("kubeconfig"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
     assert!(
-        !operator_log().contains("pull-password"),
-        "a credential reached the log"
+        stderr.contains(&format!("failed to bind the admin port {address}")),
+        "{stderr}"
     );
     Ok(())
 }

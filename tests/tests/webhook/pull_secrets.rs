@@ -1,13 +1,16 @@
 //! The pull-Secret controller on the real API server: namespaces the webhook rewrites get the
 //! registry (and git) Secrets, others do not, a namespace that stops being rewritten loses them,
-//! and new credentials reach every copy.
+//! and new credentials reach every copy. It is driven through the operator's context, as in the
+//! operator: nothing is written before a state exists, and it stops on the shutdown signal.
 
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jackal_crds::init::NamespaceSelection;
+use jackal_crds::init::{NamespaceSelection, WebhookSpec};
 use jackal_crds::state::{GitState, JackalState, Password, RegistryState};
-use jackal_operator::controller::pull_secrets::{self, Settings};
+use jackal_operator::context::{ClusterState, Context};
+use jackal_operator::controller::pull_secrets;
+use jackal_operator::run::RunConfig;
+use jackal_operator::webhook::certs::Validity;
 use jackal_tests::Cluster;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
@@ -53,22 +56,42 @@ fn docker_config(secret: &Secret) -> serde_json::Value {
 #[tokio::test]
 async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
-    let settings = Arc::new(RwLock::new(Settings {
-        state: state("first"),
-        selection: NamespaceSelection::OptIn,
-    }));
-    let (changed, changes) = futures::channel::mpsc::unbounded();
-    let controller = tokio::spawn(pull_secrets::run(
-        cluster.client.clone(),
-        Arc::clone(&settings),
-        changes,
-    ));
+    let config = RunConfig {
+        namespace: "jackal".into(),
+        webhook_address: "127.0.0.1:0".parse()?,
+        admin_address: "127.0.0.1:0".parse()?,
+        service: "jackal-webhook".into(),
+        webhook_url: None,
+        webhook_ips: Vec::new(),
+        validity: Validity::default(),
+    };
+    let (context, sender) = Context::new(cluster.client.clone(), config);
+    let opt_in = WebhookSpec {
+        namespace_selection: Some(NamespaceSelection::OptIn),
+        ..WebhookSpec::default()
+    };
+    sender.send_replace(ClusterState {
+        state: None,
+        webhook: opt_in.clone(),
+    });
+    let controller = tokio::spawn(pull_secrets::run(std::sync::Arc::clone(&context)));
 
     let opted_in = cluster
         .labelled_namespace("pull-secrets-in", &[("jackal.dev/agent".into(), "mutate".into())])
         .await?;
     let other = cluster.namespace("pull-secrets-out").await?;
     let secrets_in = Api::<Secret>::namespaced(cluster.client.clone(), &opted_in.name);
+    // Without a state there is nothing to copy. (Seen for a while: the controller has had the
+    // namespace since it was created.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        secrets_in.get_opt("private-registry").await?.is_none(),
+        "a Secret was written before the cluster had a state"
+    );
+    sender.send_replace(ClusterState {
+        state: Some(state("first")),
+        webhook: opt_in.clone(),
+    });
     let registry = eventually("the registry Secret exists", async || {
         Ok(secrets_in.get_opt("private-registry").await?)
     })
@@ -91,10 +114,10 @@ async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> 
     );
 
     // New credentials reach the copies.
-    if let Ok(mut current) = settings.write() {
-        current.state = state("second");
-    }
-    changed.unbounded_send(())?;
+    sender.send_replace(ClusterState {
+        state: Some(state("second")),
+        webhook: opt_in.clone(),
+    });
     eventually("the new password is in the Secret", async || {
         let secret = secrets_in.get("private-registry").await?;
         Ok((docker_config(&secret)["auths"]["127.0.0.1:31999"]["password"] == "second").then_some(()))
@@ -122,6 +145,38 @@ async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> 
             .then_some(()))
     })
     .await?;
-    controller.abort();
+
+    // The JackalInit's selection changing to All brings the other namespace in.
+    sender.send_replace(ClusterState {
+        state: Some(state("second")),
+        webhook: WebhookSpec::default(),
+    });
+    eventually(
+        "a namespace selected by the new policy gets the Secret",
+        async || Ok(secrets_out.get_opt("private-registry").await?),
+    )
+    .await?;
+
+    // Back to opt-in: the copies it put everywhere are removed again, in every namespace.
+    sender.send_replace(ClusterState {
+        state: Some(state("second")),
+        webhook: opt_in,
+    });
+    let all_secrets = Api::<Secret>::all(cluster.client.clone());
+    let managed = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=jackal");
+    eventually("no managed pull Secret is left anywhere", async || {
+        let left = all_secrets.list(&managed).await?;
+        let left: Vec<_> = left
+            .items
+            .iter()
+            .filter(|secret| secret.metadata.name.as_deref() == Some("private-registry"))
+            .collect();
+        Ok(left.is_empty().then_some(()))
+    })
+    .await?;
+
+    // The shutdown signal stops it, successfully.
+    context.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), controller).await???;
     Ok(())
 }
