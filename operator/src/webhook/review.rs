@@ -1,11 +1,18 @@
 //! One admission review, from request body to response body: decode, dispatch to the hook for the
 //! kind, turn the outcome into an allow (with or without a patch) or a deny, count and log it.
 //! Malformed reviews get HTTP 400 with an `AdmissionReview` explaining why; nothing here panics.
+//!
+//! The response is written through its own wire type because kube's `AdmissionResponse`
+//! serialises the patch as a JSON array of numbers, while the documented format is a base64
+//! string (`response.patch` with `patchType: JSONPatch`).
 
 use std::time::Instant;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::{DynamicObject, Status};
+use serde::Serialize;
 
 use super::hooks::{self, Rules};
 use crate::metrics::{AdmissionLabels, KindLabels, Metrics};
@@ -19,6 +26,53 @@ pub struct Answer {
     pub status: u16,
     /// A serialised `AdmissionReview`.
     pub body: Vec<u8>,
+}
+
+/// An `admission.k8s.io/v1` `AdmissionReview` response as it goes on the wire.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview {
+    api_version: &'static str,
+    kind: &'static str,
+    response: WireResponse,
+}
+
+/// The `response` of a [`WireReview`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    /// The JSON patch, base64-encoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+impl WireResponse {
+    fn allow(uid: String) -> Self {
+        Self {
+            uid,
+            allowed: true,
+            status: None,
+            patch: None,
+            patch_type: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn deny(mut self, message: String) -> Self {
+        self.allowed = false;
+        self.patch = None;
+        self.patch_type = None;
+        self.status = Some(Status::failure(&message, "Forbidden").with_code(403));
+        self
+    }
 }
 
 /// Decides one review.
@@ -39,21 +93,22 @@ pub fn answer(body: &[u8], rules: &Rules, metrics: &Metrics) -> Answer {
         request.namespace.as_deref().unwrap_or("-"),
         display_name(&request)
     );
-    let mut response = AdmissionResponse::from(&request);
+    let mut response = WireResponse::allow(request.uid.clone());
     let outcome = match &request.object {
         None => "unchanged",
         Some(object) => match hooks::mutate(&request.kind, &request.operation, object, rules) {
             Ok(operations) if operations.is_empty() => "unchanged",
             Ok(operations) => {
                 let count = operations.len();
-                match response.clone().with_patch(json_patch::Patch(operations)) {
-                    Ok(patched) => {
-                        response = patched;
+                match serde_json::to_vec(&json_patch::Patch(operations)) {
+                    Ok(patch) => {
+                        response.patch = Some(BASE64.encode(patch));
+                        response.patch_type = Some("JSONPatch");
                         tracing::info!(%kind, %operation, object = %target, operations = count, "rewritten");
                         "mutated"
                     }
                     Err(error) => {
-                        response = response.deny(format!("failed to encode the patch: {error}"));
+                        response = response.deny(format!("jackal: failed to encode the patch: {error}"));
                         "denied"
                     }
                 }
@@ -99,11 +154,19 @@ fn invalid(reason: &str, metrics: &Metrics) -> Answer {
         outcome: "invalid",
     };
     metrics.admissions.get_or_create(&labels).inc();
-    encode(400, AdmissionResponse::invalid(reason))
+    let mut response = WireResponse::allow(String::new());
+    response.allowed = false;
+    response.status = Some(Status::failure(reason, "InvalidRequest").with_code(400));
+    encode(400, response)
 }
 
-fn encode(status: u16, response: AdmissionResponse) -> Answer {
-    match serde_json::to_vec(&response.into_review()) {
+fn encode(status: u16, response: WireResponse) -> Answer {
+    let review = WireReview {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response,
+    };
+    match serde_json::to_vec(&review) {
         Ok(body) => Answer { status, body },
         Err(_) => Answer {
             status: 500,
@@ -114,7 +177,6 @@ fn encode(status: u16, response: AdmissionResponse) -> Answer {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine as _;
     use serde_json::{Value, json};
 
     use super::*;
@@ -143,25 +205,51 @@ mod tests {
         serde_json::from_slice::<Value>(&answer.body).unwrap()["response"].clone()
     }
 
+    /// The patch of a response, which must be a base64 string holding a JSON patch.
+    fn patch_of(response: &Value) -> json_patch::Patch {
+        let Value::String(encoded) = &response["patch"] else {
+            panic!("the patch is not a base64 string: {response}");
+        };
+        assert_eq!(response["patchType"], "JSONPatch", "{response}");
+        serde_json::from_slice(&BASE64.decode(encoded).unwrap()).unwrap()
+    }
+
+    /// The object after the response's patch (none: unchanged), which must apply.
+    fn patched(object: &Value, response: &Value) -> Value {
+        let mut patched = object.clone();
+        if !response["patch"].is_null() {
+            json_patch::patch(&mut patched, &patch_of(response))
+                .unwrap_or_else(|error| panic!("the patch does not apply to {object}: {error}; {response}"));
+        }
+        patched
+    }
+
     #[test]
-    fn a_pod_review_is_answered_with_a_json_patch() {
+    fn a_pod_review_is_answered_with_a_base64_json_patch() {
         let metrics = Metrics::default();
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
-        let answer = answer(&review(pod, ("", "v1", "Pod")), &rules(), &metrics);
+        let answer = answer(&review(pod.clone(), ("", "v1", "Pod")), &rules(), &metrics);
         assert_eq!(answer.status, 200);
+        let wire: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(
+            (&wire["apiVersion"], &wire["kind"]),
+            (&json!("admission.k8s.io/v1"), &json!("AdmissionReview"))
+        );
         let response = response(&answer);
         assert_eq!(response["uid"], "b9e1c2f0-0000-4000-8000-000000000001");
         assert_eq!(response["allowed"], true);
-        assert_eq!(response["patchType"], "JSONPatch");
-        // kube serialises the patch bytes as a JSON array (the API server accepts it like base64).
-        let patch: Vec<u8> = match &response["patch"] {
-            Value::String(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded).unwrap(),
-            other => serde_json::from_value(other.clone()).unwrap(),
-        };
-        let patch: Value = serde_json::from_slice(&patch).unwrap();
+        assert!(
+            response["patch"].is_string(),
+            "the documented wire format: {response}"
+        );
+        let patch = serde_json::to_value(patch_of(&response)).unwrap();
         assert_eq!(
             patch[0],
             json!({"op": "replace", "path": "/spec/containers/0/image", "value": "127.0.0.1:31999/docker.io/library/nginx"})
+        );
+        assert_eq!(
+            patched(&pod, &response)["spec"]["containers"][0]["image"],
+            "127.0.0.1:31999/docker.io/library/nginx"
         );
         let exported = metrics.encode();
         assert!(
