@@ -132,7 +132,7 @@ fn record_originals(
         merged.entry(field).or_insert(original);
     }
     let value = serde_json::to_string(&merged).unwrap_or_default();
-    super::patch::annotate(annotations.is_some(), key, value)
+    super::patch::annotate(&object.metadata, key, value)
 }
 
 #[cfg(test)]
@@ -174,6 +174,28 @@ pub(crate) mod tests {
         crate::webhook::patch::apply(&mut patched, &operations)
             .map_err(|error| format!("patch does not apply: {error}"))?;
         Ok(patched)
+    }
+
+    #[test]
+    fn patches_apply_to_objects_without_metadata() {
+        // `run` applies the produced patch to the input object and fails if it does not apply.
+        for (object, annotation) in [
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "nginx"}]}}),
+                "jackal.dev/original-images",
+            ),
+            (
+                serde_json::json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "metadata": {}, "spec": {"url": "oci://ghcr.io/x/y"}}),
+                "jackal.dev/original-urls",
+            ),
+        ] {
+            let patched = run(Operation::Create, object.clone(), &rules())
+                .unwrap_or_else(|error| panic!("{object}: {error}"));
+            assert!(
+                patched["metadata"]["annotations"][annotation].is_string(),
+                "{patched}"
+            );
+        }
     }
 
     #[test]
