@@ -63,7 +63,7 @@ async fn reviews_and_probes_answer_over_http() {
             "/mutate",
             serde_json::to_vec(&pod_review("NOT VALID")).unwrap(),
             200,
-            r#""allowed":false"#,
+            r#""allowed":true,"warnings":["jackal: container \"web\" left unchanged: \"NOT VALID\" is not a valid image reference"#,
         ),
         (
             "POST",
@@ -121,7 +121,7 @@ async fn reviews_and_probes_answer_over_http() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"jackal_admissions_total{kind="Pod",operation="CREATE",outcome="denied"} 1"#),
+        metrics.contains(r#"jackal_admissions_total{kind="Pod",operation="CREATE",outcome="warned"} 1"#),
         "{metrics}"
     );
 }

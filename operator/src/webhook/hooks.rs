@@ -1,7 +1,9 @@
 //! The rewrite rules, one plain function per kind: given the object under admission and the
-//! [`Rules`], return the JSON-patch operations (empty when there is nothing to change) or an error
-//! that denies the request with a message naming the field. No I/O, no shared state: the webhook
-//! never calls the API server on its hot path.
+//! [`Rules`], return the JSON-patch operations (empty when there is nothing to change), with
+//! warnings for what was left alone, or an error naming the field. Only an error that
+//! [`HookError::is_misconfiguration`] denies the request; any other leaves the object unchanged,
+//! with the error as a warning, so the API server judges the object as its author wrote it. No
+//! I/O, no shared state: the webhook never calls the API server on its hot path.
 
 mod argocd;
 mod flux;
@@ -63,10 +65,28 @@ impl Rules {
     }
 }
 
-/// Why an object cannot be rewritten (the request is denied with this message).
+/// What a hook decided: the patch, and warnings for the client about what it left alone.
+#[derive(Debug, Default)]
+pub struct Mutation {
+    /// JSON-patch operations (empty when nothing changes).
+    pub operations: Vec<PatchOperation>,
+    /// Warnings for the requesting client.
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<PatchOperation>> for Mutation {
+    fn from(operations: Vec<PatchOperation>) -> Self {
+        Self {
+            operations,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Why an object cannot be rewritten (a warning, or a denial for a misconfiguration).
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    /// No rule exists for this kind: the webhook is registered for something it does not handle.
+    /// No rule exists for this kind: the registration sent something the webhook does not handle.
     #[error("the jackal webhook has no rewrite rule for {0}")]
     UnsupportedKind(String),
     /// A container's image cannot be parsed.
@@ -95,21 +115,38 @@ pub enum HookError {
     },
 }
 
+impl HookError {
+    /// Whether the webhook's own configuration is at fault (the only reason to deny): the
+    /// object may be fine, but nothing sound can be made of it.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(
+            self,
+            Self::Image {
+                source: ReferenceError::Registry { .. },
+                ..
+            } | Self::Url {
+                source: ReferenceError::Registry { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Rewrites `object` of kind `kind` under `operation`.
 pub fn mutate(
     kind: &GroupVersionKind,
     operation: &Operation,
     object: &DynamicObject,
     rules: &Rules,
-) -> Result<Vec<PatchOperation>, HookError> {
+) -> Result<Mutation, HookError> {
     match (kind.group.as_str(), kind.kind.as_str()) {
         ("", "Pod") => pod::mutate(object, operation, rules),
-        ("", "Secret") => argocd::repository_secret(object, rules),
+        ("", "Secret") => argocd::repository_secret(object, rules).map(Mutation::from),
         ("source.toolkit.fluxcd.io", "OCIRepository" | "HelmRepository" | "GitRepository") => {
-            flux::mutate(&kind.kind, object, rules)
+            flux::mutate(&kind.kind, object, rules).map(Mutation::from)
         }
-        ("argoproj.io", "Application") => argocd::application(object, rules),
-        ("argoproj.io", "ApplicationSet") => argocd::application_set(object, rules),
+        ("argoproj.io", "Application") => argocd::application(object, rules).map(Mutation::from),
+        ("argoproj.io", "ApplicationSet") => argocd::application_set(object, rules).map(Mutation::from),
         _ => Err(HookError::UnsupportedKind(format!(
             "{}/{} {}",
             kind.group, kind.version, kind.kind
@@ -164,16 +201,26 @@ pub(crate) mod tests {
         object: serde_json::Value,
         rules: &Rules,
     ) -> Result<serde_json::Value, String> {
+        run_with_warnings(operation, object, rules).map(|(patched, _)| patched)
+    }
+
+    /// Runs the hook for `object` and returns the patched object and the warnings (or the error
+    /// message).
+    pub fn run_with_warnings(
+        operation: Operation,
+        object: serde_json::Value,
+        rules: &Rules,
+    ) -> Result<(serde_json::Value, Vec<String>), String> {
         let dynamic: DynamicObject =
             serde_json::from_value(object.clone()).map_err(|error| error.to_string())?;
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or_default());
-        let operations = mutate(&kind, &operation, &dynamic, rules).map_err(|error| error.to_string())?;
+        let mutation = mutate(&kind, &operation, &dynamic, rules).map_err(|error| error.to_string())?;
         let mut patched = object;
-        crate::webhook::patch::apply(&mut patched, &operations)
+        crate::webhook::patch::apply(&mut patched, &mutation.operations)
             .map_err(|error| format!("patch does not apply: {error}"))?;
-        Ok(patched)
+        Ok((patched, mutation.warnings))
     }
 
     #[test]

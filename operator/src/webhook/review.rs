@@ -1,6 +1,9 @@
 //! One admission review, from request body to response body: decode, dispatch to the hook for the
-//! kind, turn the outcome into an allow (with or without a patch) or a deny, count and log it.
-//! Malformed reviews get HTTP 400 with an `AdmissionReview` explaining why; nothing here panics.
+//! kind, turn the outcome into an allow (with or without a patch, with or without warnings) or a
+//! deny, count and log it. Only the webhook's own misconfiguration denies: a kind without a rule
+//! or a reference that cannot be rewritten is allowed unchanged with a warning, so the API server
+//! judges the object as its author wrote it. Malformed reviews get HTTP 400 with an
+//! `AdmissionReview` explaining why; nothing here panics.
 //!
 //! The response is written through its own wire type because kube's `AdmissionResponse`
 //! serialises the patch as a JSON array of numbers, while the documented format is a base64
@@ -97,26 +100,39 @@ pub fn answer(body: &[u8], rules: &Rules, metrics: &Metrics) -> Answer {
     let outcome = match &request.object {
         None => "unchanged",
         Some(object) => match hooks::mutate(&request.kind, &request.operation, object, rules) {
-            Ok(operations) if operations.is_empty() => "unchanged",
-            Ok(operations) => {
-                let count = operations.len();
-                match serde_json::to_vec(&json_patch::Patch(operations)) {
-                    Ok(patch) => {
-                        response.patch = Some(BASE64.encode(patch));
-                        response.patch_type = Some("JSONPatch");
-                        tracing::info!(%kind, %operation, object = %target, operations = count, "rewritten");
-                        "mutated"
-                    }
-                    Err(error) => {
-                        response = response.deny(format!("jackal: failed to encode the patch: {error}"));
-                        "denied"
+            Ok(mutation) => {
+                response.warnings = mutation.warnings;
+                for warning in &response.warnings {
+                    tracing::info!(%kind, %operation, object = %target, %warning, "left unchanged");
+                }
+                let warned = !response.warnings.is_empty();
+                if mutation.operations.is_empty() {
+                    if warned { "warned" } else { "unchanged" }
+                } else {
+                    let count = mutation.operations.len();
+                    match serde_json::to_vec(&json_patch::Patch(mutation.operations)) {
+                        Ok(patch) => {
+                            response.patch = Some(BASE64.encode(patch));
+                            response.patch_type = Some("JSONPatch");
+                            tracing::info!(%kind, %operation, object = %target, operations = count, "rewritten");
+                            if warned { "warned" } else { "mutated" }
+                        }
+                        Err(error) => {
+                            response = response.deny(format!("jackal: failed to encode the patch: {error}"));
+                            "denied"
+                        }
                     }
                 }
             }
-            Err(error) => {
+            Err(error) if error.is_misconfiguration() => {
                 tracing::warn!(%kind, %operation, object = %target, %error, "denied");
                 response = response.deny(format!("jackal: {error}"));
                 "denied"
+            }
+            Err(error) => {
+                tracing::info!(%kind, %operation, object = %target, %error, "left unchanged");
+                response.warnings.push(format!("jackal: left unchanged: {error}"));
+                "warned"
             }
         },
     };
@@ -183,6 +199,10 @@ mod tests {
     use crate::webhook::hooks::tests::rules;
 
     fn review(object: Value, kind: (&str, &str, &str)) -> Vec<u8> {
+        review_of(object, kind, "CREATE", Value::Null)
+    }
+
+    fn review_of(object: Value, kind: (&str, &str, &str), operation: &str, old_object: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -192,9 +212,10 @@ mod tests {
                 "resource": {"group": kind.0, "version": kind.1, "resource": "pods"},
                 "name": "web",
                 "namespace": "shop",
-                "operation": "CREATE",
+                "operation": operation,
                 "userInfo": {"username": "alice"},
                 "object": object,
+                "oldObject": old_object,
                 "dryRun": false,
             }
         }))
@@ -224,6 +245,10 @@ mod tests {
         patched
     }
 
+    fn warnings(response: &Value) -> Vec<String> {
+        serde_json::from_value(response["warnings"].clone()).unwrap_or_default()
+    }
+
     #[test]
     fn a_pod_review_is_answered_with_a_base64_json_patch() {
         let metrics = Metrics::default();
@@ -251,6 +276,7 @@ mod tests {
             patched(&pod, &response)["spec"]["containers"][0]["image"],
             "127.0.0.1:31999/docker.io/library/nginx"
         );
+        assert!(response.get("warnings").is_none(), "{response}");
         let exported = metrics.encode();
         assert!(
             exported
@@ -284,29 +310,167 @@ mod tests {
                 "{response}"
             );
         }
-        // A kind without a rule, or an invalid image: a clear denial, HTTP 200.
-        let unknown = answer(
-            &review(
-                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
-                ("", "v1", "ConfigMap"),
-            ),
-            &rules(),
-            &metrics,
-        );
-        let denied = response(&unknown);
-        assert_eq!((unknown.status, &denied["allowed"]), (200, &json!(false)));
+    }
+
+    struct Case {
+        name: &'static str,
+        kind: (&'static str, &'static str, &'static str),
+        operation: &'static str,
+        object: Value,
+        old_object: Value,
+        /// `allowed`, and the object once the patch is applied.
+        expected: (bool, Value),
+        /// How each warning starts.
+        warnings: &'static [&'static str],
+        outcome: &'static str,
+    }
+
+    fn pod_with(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn reviews_as_outside_callers_send_them() {
+        let rewritten = |image: &str, original: &str| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web", "annotations": {"jackal.dev/original-images": format!(r#"{{"app":"{original}"}}"#)}},
+                "spec": {"containers": [{"name": "app", "image": image}], "imagePullSecrets": [{"name": "private-registry"}]},
+            })
+        };
+        let cases = [
+            Case {
+                name: "a kind without a rule is allowed unchanged, with a warning",
+                kind: ("", "v1", "ConfigMap"),
+                operation: "CREATE",
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+                old_object: Value::Null,
+                expected: (
+                    true,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+                ),
+                warnings: &[
+                    "jackal: left unchanged: the jackal webhook has no rewrite rule for /v1 ConfigMap",
+                ],
+                outcome: "warned",
+            },
+            Case {
+                name: "an IPv6 registry host is rewritten, not refused",
+                kind: ("", "v1", "Pod"),
+                operation: "CREATE",
+                object: pod_with(json!([{"name": "app", "image": "[::1]:5000/app:1"}])),
+                old_object: Value::Null,
+                expected: (
+                    true,
+                    rewritten("127.0.0.1:31999/ip6__x-x-1_5000/app:1", "[::1]:5000/app:1"),
+                ),
+                warnings: &[],
+                outcome: "mutated",
+            },
+            Case {
+                name: "an invalid reference is left as written, with a warning",
+                kind: ("", "v1", "Pod"),
+                operation: "CREATE",
+                object: pod_with(json!([{"name": "app", "image": "a_-b"}])),
+                old_object: Value::Null,
+                expected: (true, pod_with(json!([{"name": "app", "image": "a_-b"}]))),
+                warnings: &[
+                    r#"jackal: container "app" left unchanged: "a_-b" is not a valid image reference"#,
+                ],
+                outcome: "warned",
+            },
+            Case {
+                name: "an uppercase image is left as written, with a warning",
+                kind: ("", "v1", "Pod"),
+                operation: "CREATE",
+                object: pod_with(json!([{"name": "app", "image": "UPPER"}])),
+                old_object: Value::Null,
+                expected: (true, pod_with(json!([{"name": "app", "image": "UPPER"}]))),
+                warnings: &[r#"jackal: container "app" left unchanged: "UPPER""#],
+                outcome: "warned",
+            },
+            Case {
+                name: "an object without metadata gets it, so the patch applies",
+                kind: ("", "v1", "Pod"),
+                operation: "CREATE",
+                object: json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "nginx"}]}}),
+                old_object: Value::Null,
+                expected: (
+                    true,
+                    json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"annotations": {"jackal.dev/original-images": r#"{"app":"nginx"}"#}},
+                        "spec": {"containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
+                                 "imagePullSecrets": [{"name": "private-registry"}]},
+                    }),
+                ),
+                warnings: &[],
+                outcome: "mutated",
+            },
+            Case {
+                name: "a Flux source without metadata gets it too",
+                kind: ("source.toolkit.fluxcd.io", "v1", "OCIRepository"),
+                operation: "CREATE",
+                object: json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "metadata": {}, "spec": {"url": "oci://ghcr.io/x/y"}}),
+                old_object: Value::Null,
+                expected: (
+                    true,
+                    json!({
+                        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+                        "metadata": {"annotations": {"jackal.dev/original-urls": r#"{"spec.url":"oci://ghcr.io/x/y"}"#}},
+                        "spec": {"url": "oci://127.0.0.1:31999/ghcr.io/x/y", "secretRef": {"name": "private-registry"},
+                                 "insecure": true, "provider": "generic"},
+                    }),
+                ),
+                warnings: &[],
+                outcome: "mutated",
+            },
+        ];
+        for case in cases {
+            let metrics = Metrics::default();
+            let body = review_of(case.object.clone(), case.kind, case.operation, case.old_object);
+            let answer = answer(&body, &rules(), &metrics);
+            assert_eq!(answer.status, 200, "{}", case.name);
+            let response = response(&answer);
+            assert_eq!(response["allowed"], case.expected.0, "{}: {response}", case.name);
+            assert_eq!(patched(&case.object, &response), case.expected.1, "{}", case.name);
+            let warnings = warnings(&response);
+            assert_eq!(warnings.len(), case.warnings.len(), "{}: {warnings:?}", case.name);
+            for (warning, start) in warnings.iter().zip(case.warnings) {
+                assert!(warning.starts_with(start), "{}: {warning}", case.name);
+            }
+            let counted = format!(
+                r#"jackal_admissions_total{{kind="{}",operation="{}",outcome="{}"}} 1"#,
+                case.kind.2, case.operation, case.outcome
+            );
+            assert!(
+                metrics.encode().contains(&counted),
+                "{}: {}",
+                case.name,
+                metrics.encode()
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_misconfigured_webhook_denies() {
+        let metrics = Metrics::default();
+        let mut misconfigured = rules();
+        misconfigured.registry = "not a registry".into();
+        let pod = pod_with(json!([{"name": "app", "image": "nginx"}]));
+        let answer = answer(&review(pod, ("", "v1", "Pod")), &misconfigured, &metrics);
+        let response = response(&answer);
+        assert_eq!((answer.status, &response["allowed"]), (200, &json!(false)));
         assert_eq!(
-            denied["status"]["message"],
-            "jackal: the jackal webhook has no rewrite rule for /v1 ConfigMap"
+            response["status"]["message"],
+            r#"jackal: container "app": the in-cluster registry "not a registry" is not HOST[:PORT]"#
         );
-        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "app", "image": "UPPER"}]}});
-        let invalid_image = response(&answer(&review(pod, ("", "v1", "Pod")), &rules(), &metrics));
+        assert_eq!(response["status"]["code"], 403);
+        assert!(response.get("patch").is_none(), "{response}");
         assert!(
-            invalid_image["status"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("jackal: container \"app\""),
-            "{invalid_image}"
+            metrics
+                .encode()
+                .contains(r#"jackal_admissions_total{kind="Pod",operation="CREATE",outcome="denied"} 1"#)
         );
     }
 }

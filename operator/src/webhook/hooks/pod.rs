@@ -4,33 +4,31 @@
 //!
 //! On UPDATE (the `ephemeralcontainers` subresource, the only way images change after creation)
 //! only ephemeral containers are rewritten: the rest of a pod's spec is immutable.
+//!
+//! An image that is not a valid reference, or whose internal form would not be, is left as written
+//! with a warning: the API server or the kubelet rejects it as its author wrote it.
 
 use std::collections::BTreeMap;
 
-use jackal_core::transform::to_internal;
+use jackal_core::transform::{ReferenceError, to_internal};
 use jackal_crds::names::ORIGINAL_IMAGES_ANNOTATION;
-use json_patch::PatchOperation;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde_json::{Value, json};
 
-use super::{HookError, Rules, record_originals};
+use super::{HookError, Mutation, Rules, record_originals};
 use crate::webhook::patch::{add, replace};
 
 const CONTAINER_FIELDS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-pub fn mutate(
-    pod: &DynamicObject,
-    operation: &Operation,
-    rules: &Rules,
-) -> Result<Vec<PatchOperation>, HookError> {
+pub fn mutate(pod: &DynamicObject, operation: &Operation, rules: &Rules) -> Result<Mutation, HookError> {
     let spec = &pod.data["spec"];
     let fields: &[&str] = if matches!(operation, Operation::Update) {
         &CONTAINER_FIELDS[2..]
     } else {
         &CONTAINER_FIELDS
     };
-    let mut operations = Vec::new();
+    let mut mutation = Mutation::default();
     let mut originals = BTreeMap::new();
     for field in fields {
         let Some(containers) = spec[field].as_array() else {
@@ -41,37 +39,51 @@ pub fn mutate(
             let Some(image) = container["image"].as_str() else {
                 continue;
             };
-            let internal = to_internal(image, &rules.registry).map_err(|source| HookError::Image {
-                container: name.to_owned(),
-                source,
-            })?;
-            if internal != image {
-                let index = index.to_string();
-                operations.push(replace(
-                    ["spec", field, index.as_str(), "image"],
-                    Value::String(internal),
-                ));
-                originals.insert(name.to_owned(), image.to_owned());
+            match to_internal(image, &rules.registry) {
+                Ok(internal) if internal != image => {
+                    let index = index.to_string();
+                    mutation.operations.push(replace(
+                        ["spec", field, index.as_str(), "image"],
+                        Value::String(internal),
+                    ));
+                    originals.insert(name.to_owned(), image.to_owned());
+                }
+                Ok(_) => {}
+                Err(source @ ReferenceError::Registry { .. }) => {
+                    return Err(HookError::Image {
+                        container: name.to_owned(),
+                        source,
+                    });
+                }
+                Err(error) => mutation
+                    .warnings
+                    .push(format!("jackal: container {name:?} left unchanged: {error}")),
             }
         }
     }
-    if operations.is_empty() || matches!(operation, Operation::Update) {
-        return Ok(operations);
+    if mutation.operations.is_empty() || matches!(operation, Operation::Update) {
+        return Ok(mutation);
     }
     let secret = json!({ "name": rules.pull_secret });
     match spec["imagePullSecrets"].as_array() {
-        None => operations.push(add(["spec", "imagePullSecrets"], json!([secret]))),
+        None => mutation
+            .operations
+            .push(add(["spec", "imagePullSecrets"], json!([secret]))),
         Some(existing)
             if !existing
                 .iter()
                 .any(|entry| entry["name"] == rules.pull_secret.as_str()) =>
         {
-            operations.push(add(["spec", "imagePullSecrets", "-"], secret));
+            mutation
+                .operations
+                .push(add(["spec", "imagePullSecrets", "-"], secret));
         }
         Some(_) => {}
     }
-    operations.push(record_originals(pod, ORIGINAL_IMAGES_ANNOTATION, originals));
-    Ok(operations)
+    mutation
+        .operations
+        .push(record_originals(pod, ORIGINAL_IMAGES_ANNOTATION, originals));
+    Ok(mutation)
 }
 
 #[cfg(test)]
@@ -79,9 +91,17 @@ mod tests {
     use kube::core::admission::Operation;
     use serde_json::{Value, json};
 
-    use crate::webhook::hooks::tests::{rules, run};
+    use crate::webhook::hooks::tests::{rules, run, run_with_warnings};
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A valid name of 255 characters: too long once its host is a path segment.
+    const LONGEST: &str = concat!(
+        "ghcr.io/",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
 
     fn pod(spec: Value, annotations: Option<Value>) -> Value {
         let mut metadata = json!({"name": "web", "namespace": "shop"});
@@ -96,6 +116,8 @@ mod tests {
         operation: Operation,
         input: Value,
         expected: Result<Value, &'static str>,
+        /// How each expected warning starts.
+        warnings: &'static [&'static str],
     }
 
     #[test]
@@ -105,6 +127,7 @@ mod tests {
             Case {
                 name: "every kind of container, pull secret and record added",
                 operation: Operation::Create,
+                warnings: &[],
                 input: pod(
                     json!({
                         "initContainers": [{"name": "setup", "image": "busybox:1.36"}],
@@ -131,6 +154,7 @@ mod tests {
             Case {
                 name: "existing pull secrets and annotations are kept",
                 operation: Operation::Create,
+                warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx:1.27"}], "imagePullSecrets": [{"name": "mine"}]}),
                     Some(json!({"team": "shop"})),
@@ -146,6 +170,7 @@ mod tests {
             Case {
                 name: "already rewritten: nothing to do (idempotent)",
                 operation: Operation::Create,
+                warnings: &[],
                 input: pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.27"}],
@@ -164,6 +189,7 @@ mod tests {
             Case {
                 name: "pull secret not duplicated",
                 operation: Operation::Create,
+                warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx"}], "imagePullSecrets": [{"name": "private-registry"}]}),
                     None,
@@ -179,6 +205,7 @@ mod tests {
             Case {
                 name: "update of ephemeral containers touches only them",
                 operation: Operation::Update,
+                warnings: &[],
                 input: pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
@@ -195,19 +222,70 @@ mod tests {
                 )),
             },
             Case {
-                name: "an invalid image is refused naming the container",
+                name: "an IPv6 registry host is rewritten into a valid path",
                 operation: Operation::Create,
                 input: pod(
-                    json!({"containers": [{"name": "app", "image": "Nginx:latest"}]}),
+                    json!({"containers": [{"name": "app", "image": "[::1]:5000/app:1"}]}),
                     None,
                 ),
-                expected: Err(r#"container "app": "Nginx:latest" is not a valid image reference"#),
+                expected: Ok(pod(
+                    json!({
+                        "containers": [{"name": "app", "image": "127.0.0.1:31999/ip6__x-x-1_5000/app:1"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"[::1]:5000/app:1"}"#})),
+                )),
+                warnings: &[],
+            },
+            Case {
+                name: "invalid images are left as written with a warning, the others rewritten",
+                operation: Operation::Create,
+                input: pod(
+                    json!({"containers": [
+                        {"name": "app", "image": "Nginx:latest"},
+                        {"name": "bad-separator", "image": "a_-b"},
+                        {"name": "good", "image": "nginx"},
+                    ]}),
+                    None,
+                ),
+                expected: Ok(pod(
+                    json!({
+                        "containers": [
+                            {"name": "app", "image": "Nginx:latest"},
+                            {"name": "bad-separator", "image": "a_-b"},
+                            {"name": "good", "image": "127.0.0.1:31999/docker.io/library/nginx"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"good":"nginx"}"#})),
+                )),
+                warnings: &[
+                    r#"jackal: container "app" left unchanged: "Nginx:latest" is not a valid image reference"#,
+                    r#"jackal: container "bad-separator" left unchanged: "a_-b" is not a valid image reference"#,
+                ],
+            },
+            Case {
+                name: "a valid image whose mapped name would be too long is left with a warning",
+                operation: Operation::Create,
+                input: pod(json!({"containers": [{"name": "app", "image": LONGEST}]}), None),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": LONGEST}]}),
+                    None,
+                )),
+                warnings: &[r#"jackal: container "app" left unchanged: "ghcr.io/aaaa"#],
             },
         ];
+        assert_eq!(LONGEST.len(), 255);
         for case in cases {
-            let result = run(case.operation, case.input, &rules());
+            let result = run_with_warnings(case.operation, case.input, &rules());
             match (&result, &case.expected) {
-                (Ok(actual), Ok(expected)) => assert_eq!(actual, expected, "{}", case.name),
+                (Ok((actual, warnings)), Ok(expected)) => {
+                    assert_eq!(actual, expected, "{}", case.name);
+                    assert_eq!(warnings.len(), case.warnings.len(), "{}: {warnings:?}", case.name);
+                    for (warning, start) in warnings.iter().zip(case.warnings) {
+                        assert!(warning.starts_with(start), "{}: {warning}", case.name);
+                    }
+                }
                 (Err(actual), Err(expected)) => {
                     assert!(actual.starts_with(expected), "{}: {actual}", case.name)
                 }
