@@ -132,15 +132,23 @@ impl HookError {
     }
 }
 
-/// Rewrites `object` of kind `kind` under `operation`.
-pub fn mutate(
-    kind: &GroupVersionKind,
-    operation: &Operation,
-    object: &DynamicObject,
-    rules: &Rules,
-) -> Result<Mutation, HookError> {
+/// The object under admission: what it is, what is done to it, and its state before (UPDATE).
+pub struct Admission<'a> {
+    /// The object's kind.
+    pub kind: &'a GroupVersionKind,
+    /// CREATE, UPDATE, …
+    pub operation: &'a Operation,
+    /// The object as it will be stored.
+    pub object: &'a DynamicObject,
+    /// The stored object an UPDATE replaces.
+    pub old_object: Option<&'a DynamicObject>,
+}
+
+/// Rewrites the object under `admission`.
+pub fn mutate(admission: &Admission<'_>, rules: &Rules) -> Result<Mutation, HookError> {
+    let (kind, object) = (admission.kind, admission.object);
     match (kind.group.as_str(), kind.kind.as_str()) {
-        ("", "Pod") => pod::mutate(object, operation, rules),
+        ("", "Pod") => pod::mutate(object, admission.old_object, admission.operation, rules),
         ("", "Secret") => argocd::repository_secret(object, rules).map(Mutation::from),
         ("source.toolkit.fluxcd.io", "OCIRepository" | "HelmRepository" | "GitRepository") => {
             flux::mutate(&kind.kind, object, rules).map(Mutation::from)
@@ -154,7 +162,9 @@ pub fn mutate(
     }
 }
 
-/// Records original values in an annotation holding a JSON object, merged with any earlier record.
+/// Records original values in an annotation holding a JSON object, merged with any earlier
+/// record. A field rewritten again (a new image set on UPDATE) overwrites its earlier original:
+/// the value just rewritten is the one the internal reference now stands for.
 fn record_originals(
     object: &DynamicObject,
     key: &str,
@@ -165,9 +175,7 @@ fn record_originals(
         .and_then(|annotations| annotations.get(key))
         .and_then(|recorded| serde_json::from_str(recorded).ok())
         .unwrap_or_default();
-    for (field, original) in originals {
-        merged.entry(field).or_insert(original);
-    }
+    merged.extend(originals);
     let value = serde_json::to_string(&merged).unwrap_or_default();
     super::patch::annotate(&object.metadata, key, value)
 }
@@ -201,22 +209,33 @@ pub(crate) mod tests {
         object: serde_json::Value,
         rules: &Rules,
     ) -> Result<serde_json::Value, String> {
-        run_with_warnings(operation, object, rules).map(|(patched, _)| patched)
+        run_update(operation, object, None, rules).map(|(patched, _)| patched)
     }
 
-    /// Runs the hook for `object` and returns the patched object and the warnings (or the error
-    /// message).
-    pub fn run_with_warnings(
+    /// Runs the hook for `object` (replacing `old_object`) and returns the patched object and
+    /// the warnings (or the error message).
+    pub fn run_update(
         operation: Operation,
         object: serde_json::Value,
+        old_object: Option<serde_json::Value>,
         rules: &Rules,
     ) -> Result<(serde_json::Value, Vec<String>), String> {
         let dynamic: DynamicObject =
             serde_json::from_value(object.clone()).map_err(|error| error.to_string())?;
+        let old_dynamic: Option<DynamicObject> = old_object
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|error| error.to_string())?;
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or_default());
-        let mutation = mutate(&kind, &operation, &dynamic, rules).map_err(|error| error.to_string())?;
+        let admission = Admission {
+            kind: &kind,
+            operation: &operation,
+            object: &dynamic,
+            old_object: old_dynamic.as_ref(),
+        };
+        let mutation = mutate(&admission, rules).map_err(|error| error.to_string())?;
         let mut patched = object;
         crate::webhook::patch::apply(&mut patched, &mutation.operations)
             .map_err(|error| format!("patch does not apply: {error}"))?;

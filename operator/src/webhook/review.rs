@@ -17,7 +17,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::core::{DynamicObject, Status};
 use serde::Serialize;
 
-use super::hooks::{self, Rules};
+use super::hooks::{self, Admission, Rules};
 use crate::metrics::{AdmissionLabels, KindLabels, Metrics};
 
 /// Largest review body accepted (the API server's own request limit is 3 MiB).
@@ -99,42 +99,51 @@ pub fn answer(body: &[u8], rules: &Rules, metrics: &Metrics) -> Answer {
     let mut response = WireResponse::allow(request.uid.clone());
     let outcome = match &request.object {
         None => "unchanged",
-        Some(object) => match hooks::mutate(&request.kind, &request.operation, object, rules) {
-            Ok(mutation) => {
-                response.warnings = mutation.warnings;
-                for warning in &response.warnings {
-                    tracing::info!(%kind, %operation, object = %target, %warning, "left unchanged");
-                }
-                let warned = !response.warnings.is_empty();
-                if mutation.operations.is_empty() {
-                    if warned { "warned" } else { "unchanged" }
-                } else {
-                    let count = mutation.operations.len();
-                    match serde_json::to_vec(&json_patch::Patch(mutation.operations)) {
-                        Ok(patch) => {
-                            response.patch = Some(BASE64.encode(patch));
-                            response.patch_type = Some("JSONPatch");
-                            tracing::info!(%kind, %operation, object = %target, operations = count, "rewritten");
-                            if warned { "warned" } else { "mutated" }
-                        }
-                        Err(error) => {
-                            response = response.deny(format!("jackal: failed to encode the patch: {error}"));
-                            "denied"
+        Some(object) => {
+            let admission = Admission {
+                kind: &request.kind,
+                operation: &request.operation,
+                object,
+                old_object: request.old_object.as_ref(),
+            };
+            match hooks::mutate(&admission, rules) {
+                Ok(mutation) => {
+                    response.warnings = mutation.warnings;
+                    for warning in &response.warnings {
+                        tracing::info!(%kind, %operation, object = %target, %warning, "left unchanged");
+                    }
+                    let warned = !response.warnings.is_empty();
+                    if mutation.operations.is_empty() {
+                        if warned { "warned" } else { "unchanged" }
+                    } else {
+                        let count = mutation.operations.len();
+                        match serde_json::to_vec(&json_patch::Patch(mutation.operations)) {
+                            Ok(patch) => {
+                                response.patch = Some(BASE64.encode(patch));
+                                response.patch_type = Some("JSONPatch");
+                                tracing::info!(%kind, %operation, object = %target, operations = count, "rewritten");
+                                if warned { "warned" } else { "mutated" }
+                            }
+                            Err(error) => {
+                                response =
+                                    response.deny(format!("jackal: failed to encode the patch: {error}"));
+                                "denied"
+                            }
                         }
                     }
                 }
+                Err(error) if error.is_misconfiguration() => {
+                    tracing::warn!(%kind, %operation, object = %target, %error, "denied");
+                    response = response.deny(format!("jackal: {error}"));
+                    "denied"
+                }
+                Err(error) => {
+                    tracing::info!(%kind, %operation, object = %target, %error, "left unchanged");
+                    response.warnings.push(format!("jackal: left unchanged: {error}"));
+                    "warned"
+                }
             }
-            Err(error) if error.is_misconfiguration() => {
-                tracing::warn!(%kind, %operation, object = %target, %error, "denied");
-                response = response.deny(format!("jackal: {error}"));
-                "denied"
-            }
-            Err(error) => {
-                tracing::info!(%kind, %operation, object = %target, %error, "left unchanged");
-                response.warnings.push(format!("jackal: left unchanged: {error}"));
-                "warned"
-            }
-        },
+        }
     };
     metrics
         .admissions
@@ -388,6 +397,19 @@ mod tests {
                 expected: (true, pod_with(json!([{"name": "app", "image": "UPPER"}]))),
                 warnings: &[r#"jackal: container "app" left unchanged: "UPPER""#],
                 outcome: "warned",
+            },
+            Case {
+                name: "an update setting an image is rewritten",
+                kind: ("", "v1", "Pod"),
+                operation: "UPDATE",
+                object: rewritten("nginx:1.28", "nginx:1.27"),
+                old_object: rewritten("127.0.0.1:31999/docker.io/library/nginx:1.27", "nginx:1.27"),
+                expected: (
+                    true,
+                    rewritten("127.0.0.1:31999/docker.io/library/nginx:1.28", "nginx:1.28"),
+                ),
+                warnings: &[],
+                outcome: "mutated",
             },
             Case {
                 name: "an object without metadata gets it, so the patch applies",

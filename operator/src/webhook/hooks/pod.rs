@@ -2,13 +2,16 @@
 //! in-cluster registry; the registry pull Secret is appended (existing ones kept); the original
 //! images are recorded in `jackal.dev/original-images` (container name → image).
 //!
-//! On UPDATE (the `ephemeralcontainers` subresource, the only way images change after creation)
-//! only ephemeral containers are rewritten: the rest of a pod's spec is immutable.
+//! On UPDATE (`kubectl set image` on a pod, or the `ephemeralcontainers` subresource) only images
+//! that differ from the stored pod's are rewritten, and their originals overwrite earlier records.
+//! A running pod's pull Secrets cannot change, so a pod without the registry's gets a warning
+//! instead. (The `ephemeralcontainers` subresource keeps only ephemeral containers from the
+//! patched pod, so the annotation is not recorded there.)
 //!
 //! An image that is not a valid reference, or whose internal form would not be, is left as written
 //! with a warning: the API server or the kubelet rejects it as its author wrote it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jackal_core::transform::{ReferenceError, to_internal};
 use jackal_crds::names::ORIGINAL_IMAGES_ANNOTATION;
@@ -21,16 +24,22 @@ use crate::webhook::patch::{add, replace};
 
 const CONTAINER_FIELDS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-pub fn mutate(pod: &DynamicObject, operation: &Operation, rules: &Rules) -> Result<Mutation, HookError> {
+pub fn mutate(
+    pod: &DynamicObject,
+    old_pod: Option<&DynamicObject>,
+    operation: &Operation,
+    rules: &Rules,
+) -> Result<Mutation, HookError> {
     let spec = &pod.data["spec"];
-    let fields: &[&str] = if matches!(operation, Operation::Update) {
-        &CONTAINER_FIELDS[2..]
-    } else {
-        &CONTAINER_FIELDS
+    let update = matches!(operation, Operation::Update);
+    // Container names are unique across the three lists, so a name finds the stored image.
+    let stored_images: HashMap<&str, &str> = match old_pod.filter(|_| update) {
+        Some(old_pod) => images(&old_pod.data["spec"]).collect(),
+        None => HashMap::new(),
     };
     let mut mutation = Mutation::default();
     let mut originals = BTreeMap::new();
-    for field in fields {
+    for field in CONTAINER_FIELDS {
         let Some(containers) = spec[field].as_array() else {
             continue;
         };
@@ -39,6 +48,9 @@ pub fn mutate(pod: &DynamicObject, operation: &Operation, rules: &Rules) -> Resu
             let Some(image) = container["image"].as_str() else {
                 continue;
             };
+            if stored_images.get(name) == Some(&image) {
+                continue;
+            }
             match to_internal(image, &rules.registry) {
                 Ok(internal) if internal != image => {
                     let index = index.to_string();
@@ -61,24 +73,29 @@ pub fn mutate(pod: &DynamicObject, operation: &Operation, rules: &Rules) -> Resu
             }
         }
     }
-    if mutation.operations.is_empty() || matches!(operation, Operation::Update) {
+    if mutation.operations.is_empty() {
         return Ok(mutation);
     }
-    let secret = json!({ "name": rules.pull_secret });
-    match spec["imagePullSecrets"].as_array() {
-        None => mutation
-            .operations
-            .push(add(["spec", "imagePullSecrets"], json!([secret]))),
-        Some(existing)
-            if !existing
-                .iter()
-                .any(|entry| entry["name"] == rules.pull_secret.as_str()) =>
-        {
-            mutation
-                .operations
-                .push(add(["spec", "imagePullSecrets", "-"], secret));
+    let has_pull_secret = spec["imagePullSecrets"].as_array().is_some_and(|existing| {
+        existing
+            .iter()
+            .any(|entry| entry["name"] == rules.pull_secret.as_str())
+    });
+    if update {
+        if !has_pull_secret {
+            mutation.warnings.push(format!(
+                "jackal: the pod lacks pull Secret {:?} and a running pod's cannot change; pulls may fail",
+                rules.pull_secret
+            ));
         }
-        Some(_) => {}
+    } else if !has_pull_secret {
+        let secret = json!({ "name": rules.pull_secret });
+        mutation
+            .operations
+            .push(match spec["imagePullSecrets"].as_array() {
+                Some(_) => add(["spec", "imagePullSecrets", "-"], secret),
+                None => add(["spec", "imagePullSecrets"], json!([secret])),
+            });
     }
     mutation
         .operations
@@ -86,15 +103,23 @@ pub fn mutate(pod: &DynamicObject, operation: &Operation, rules: &Rules) -> Resu
     Ok(mutation)
 }
 
+/// (container name, image) of every container in `spec`.
+fn images(spec: &Value) -> impl Iterator<Item = (&str, &str)> {
+    CONTAINER_FIELDS
+        .iter()
+        .filter_map(|field| spec[field].as_array())
+        .flatten()
+        .filter_map(|container| Some((container["name"].as_str()?, container["image"].as_str()?)))
+}
+
 #[cfg(test)]
 mod tests {
     use kube::core::admission::Operation;
     use serde_json::{Value, json};
 
-    use crate::webhook::hooks::tests::{rules, run, run_with_warnings};
+    use crate::webhook::hooks::tests::{rules, run, run_update};
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
     /// A valid name of 255 characters: too long once its host is a path segment.
     const LONGEST: &str = concat!(
         "ghcr.io/",
@@ -115,6 +140,8 @@ mod tests {
         name: &'static str,
         operation: Operation,
         input: Value,
+        /// The stored pod an UPDATE replaces.
+        old: Option<Value>,
         expected: Result<Value, &'static str>,
         /// How each expected warning starts.
         warnings: &'static [&'static str],
@@ -127,6 +154,7 @@ mod tests {
             Case {
                 name: "every kind of container, pull secret and record added",
                 operation: Operation::Create,
+                old: None,
                 warnings: &[],
                 input: pod(
                     json!({
@@ -154,6 +182,7 @@ mod tests {
             Case {
                 name: "existing pull secrets and annotations are kept",
                 operation: Operation::Create,
+                old: None,
                 warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx:1.27"}], "imagePullSecrets": [{"name": "mine"}]}),
@@ -170,6 +199,7 @@ mod tests {
             Case {
                 name: "already rewritten: nothing to do (idempotent)",
                 operation: Operation::Create,
+                old: None,
                 warnings: &[],
                 input: pod(
                     json!({
@@ -189,6 +219,7 @@ mod tests {
             Case {
                 name: "pull secret not duplicated",
                 operation: Operation::Create,
+                old: None,
                 warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx"}], "imagePullSecrets": [{"name": "private-registry"}]}),
@@ -205,25 +236,114 @@ mod tests {
             Case {
                 name: "update of ephemeral containers touches only them",
                 operation: Operation::Update,
-                warnings: &[],
                 input: pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
                         "ephemeralContainers": [{"name": "debug", "image": "busybox"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
                     }),
                     Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
                 ),
+                old: Some(pod(
+                    json!({
+                        "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
+                )),
                 expected: Ok(pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
                         "ephemeralContainers": [{"name": "debug", "image": "127.0.0.1:31999/docker.io/library/busybox"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
                     }),
-                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx","debug":"busybox"}"#})),
                 )),
+                warnings: &[],
+            },
+            Case {
+                name: "update setting a container and an init container image rewrites just those",
+                operation: Operation::Update,
+                input: pod(
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "busybox:1.37"}],
+                        "containers": [
+                            {"name": "app", "image": "nginx:1.28"},
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.27","setup":"busybox:1.36"}"#}),
+                    ),
+                ),
+                old: Some(pod(
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "127.0.0.1:31999/docker.io/library/busybox:1.36"}],
+                        "containers": [
+                            {"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.27"},
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.27","setup":"busybox:1.36"}"#}),
+                    ),
+                )),
+                expected: Ok(pod(
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "127.0.0.1:31999/docker.io/library/busybox:1.37"}],
+                        "containers": [
+                            {"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.28"},
+                            // Unchanged by this update: left as stored (no restart forced).
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.28","setup":"busybox:1.37"}"#}),
+                    ),
+                )),
+                warnings: &[],
+            },
+            Case {
+                name: "update of a pod without the pull secret rewrites and warns",
+                operation: Operation::Update,
+                input: pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.28"}]}),
+                    None,
+                ),
+                old: Some(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.28"}]}),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx:1.28"}"#})),
+                )),
+                warnings: &[r#"jackal: the pod lacks pull Secret "private-registry""#],
+            },
+            Case {
+                name: "update changing no image changes nothing",
+                operation: Operation::Update,
+                input: pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                ),
+                old: Some(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                warnings: &[],
             },
             Case {
                 name: "an IPv6 registry host is rewritten into a valid path",
                 operation: Operation::Create,
+                old: None,
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "[::1]:5000/app:1"}]}),
                     None,
@@ -240,6 +360,7 @@ mod tests {
             Case {
                 name: "invalid images are left as written with a warning, the others rewritten",
                 operation: Operation::Create,
+                old: None,
                 input: pod(
                     json!({"containers": [
                         {"name": "app", "image": "Nginx:latest"},
@@ -267,6 +388,7 @@ mod tests {
             Case {
                 name: "a valid image whose mapped name would be too long is left with a warning",
                 operation: Operation::Create,
+                old: None,
                 input: pod(json!({"containers": [{"name": "app", "image": LONGEST}]}), None),
                 expected: Ok(pod(
                     json!({"containers": [{"name": "app", "image": LONGEST}]}),
@@ -277,7 +399,7 @@ mod tests {
         ];
         assert_eq!(LONGEST.len(), 255);
         for case in cases {
-            let result = run_with_warnings(case.operation, case.input, &rules());
+            let result = run_update(case.operation, case.input, case.old, &rules());
             match (&result, &case.expected) {
                 (Ok((actual, warnings)), Ok(expected)) => {
                     assert_eq!(actual, expected, "{}", case.name);
