@@ -14,7 +14,9 @@ pub struct AdmissionLabels {
     pub kind: String,
     /// `CREATE`, `UPDATE`, …
     pub operation: String,
-    /// `mutated`, `unchanged`, `denied` or `invalid`.
+    /// `mutated` (patched), `unchanged`, `warned` (allowed with warnings: something was left as
+    /// written, the rest possibly patched), `denied` (only the webhook's own misconfiguration) or
+    /// `invalid` (not an admission review).
     pub outcome: &'static str,
 }
 

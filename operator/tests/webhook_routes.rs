@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use jackal_crds::state::Password;
 use jackal_operator::metrics::Metrics;
 use jackal_operator::webhook::certs::{Bundle, Identity, Validity};
@@ -61,7 +63,7 @@ async fn reviews_and_probes_answer_over_http() {
             "/mutate",
             serde_json::to_vec(&pod_review("NOT VALID")).unwrap(),
             200,
-            r#""allowed":false"#,
+            r#""allowed":true,"warnings":["jackal: container \"web\" left unchanged: \"NOT VALID\" is not a valid image reference"#,
         ),
         (
             "POST",
@@ -119,7 +121,7 @@ async fn reviews_and_probes_answer_over_http() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"jackal_admissions_total{kind="Pod",operation="CREATE",outcome="denied"} 1"#),
+        metrics.contains(r#"jackal_admissions_total{kind="Pod",operation="CREATE",outcome="warned"} 1"#),
         "{metrics}"
     );
 }
@@ -138,7 +140,9 @@ async fn new_rules_apply_to_the_next_review() {
         .reply(&filter)
         .await;
     let review: Value = serde_json::from_slice(response.body()).unwrap();
-    let patch: Vec<u8> = serde_json::from_value(review["response"]["patch"].clone()).unwrap();
+    // The documented wire format: a base64 string.
+    let encoded = review["response"]["patch"].as_str().unwrap();
+    let patch = BASE64.decode(encoded).unwrap();
     assert!(
         String::from_utf8(patch)
             .unwrap()

@@ -1,7 +1,9 @@
 //! The rewrite rules, one plain function per kind: given the object under admission and the
-//! [`Rules`], return the JSON-patch operations (empty when there is nothing to change) or an error
-//! that denies the request with a message naming the field. No I/O, no shared state: the webhook
-//! never calls the API server on its hot path.
+//! [`Rules`], return the JSON-patch operations (empty when there is nothing to change), with
+//! warnings for what was left alone, or an error naming the field. Only an error that
+//! [`HookError::is_misconfiguration`] denies the request; any other leaves the object unchanged,
+//! with the error as a warning, so the API server judges the object as its author wrote it. No
+//! I/O, no shared state: the webhook never calls the API server on its hot path.
 
 mod argocd;
 mod flux;
@@ -63,10 +65,28 @@ impl Rules {
     }
 }
 
-/// Why an object cannot be rewritten (the request is denied with this message).
+/// What a hook decided: the patch, and warnings for the client about what it left alone.
+#[derive(Debug, Default)]
+pub struct Mutation {
+    /// JSON-patch operations (empty when nothing changes).
+    pub operations: Vec<PatchOperation>,
+    /// Warnings for the requesting client.
+    pub warnings: Vec<String>,
+}
+
+impl From<Vec<PatchOperation>> for Mutation {
+    fn from(operations: Vec<PatchOperation>) -> Self {
+        Self {
+            operations,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Why an object cannot be rewritten (a warning, or a denial for a misconfiguration).
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    /// No rule exists for this kind: the webhook is registered for something it does not handle.
+    /// No rule exists for this kind: the registration sent something the webhook does not handle.
     #[error("the jackal webhook has no rewrite rule for {0}")]
     UnsupportedKind(String),
     /// A container's image cannot be parsed.
@@ -95,21 +115,46 @@ pub enum HookError {
     },
 }
 
-/// Rewrites `object` of kind `kind` under `operation`.
-pub fn mutate(
-    kind: &GroupVersionKind,
-    operation: &Operation,
-    object: &DynamicObject,
-    rules: &Rules,
-) -> Result<Vec<PatchOperation>, HookError> {
+impl HookError {
+    /// Whether the webhook's own configuration is at fault (the only reason to deny): the
+    /// object may be fine, but nothing sound can be made of it.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(
+            self,
+            Self::Image {
+                source: ReferenceError::Registry { .. },
+                ..
+            } | Self::Url {
+                source: ReferenceError::Registry { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// The object under admission: what it is, what is done to it, and its state before (UPDATE).
+pub struct Admission<'a> {
+    /// The object's kind.
+    pub kind: &'a GroupVersionKind,
+    /// CREATE, UPDATE, …
+    pub operation: &'a Operation,
+    /// The object as it will be stored.
+    pub object: &'a DynamicObject,
+    /// The stored object an UPDATE replaces.
+    pub old_object: Option<&'a DynamicObject>,
+}
+
+/// Rewrites the object under `admission`.
+pub fn mutate(admission: &Admission<'_>, rules: &Rules) -> Result<Mutation, HookError> {
+    let (kind, object) = (admission.kind, admission.object);
     match (kind.group.as_str(), kind.kind.as_str()) {
-        ("", "Pod") => pod::mutate(object, operation, rules),
-        ("", "Secret") => argocd::repository_secret(object, rules),
+        ("", "Pod") => pod::mutate(object, admission.old_object, admission.operation, rules),
+        ("", "Secret") => argocd::repository_secret(object, rules).map(Mutation::from),
         ("source.toolkit.fluxcd.io", "OCIRepository" | "HelmRepository" | "GitRepository") => {
-            flux::mutate(&kind.kind, object, rules)
+            flux::mutate(&kind.kind, object, rules).map(Mutation::from)
         }
-        ("argoproj.io", "Application") => argocd::application(object, rules),
-        ("argoproj.io", "ApplicationSet") => argocd::application_set(object, rules),
+        ("argoproj.io", "Application") => argocd::application(object, rules).map(Mutation::from),
+        ("argoproj.io", "ApplicationSet") => argocd::application_set(object, rules).map(Mutation::from),
         _ => Err(HookError::UnsupportedKind(format!(
             "{}/{} {}",
             kind.group, kind.version, kind.kind
@@ -117,7 +162,9 @@ pub fn mutate(
     }
 }
 
-/// Records original values in an annotation holding a JSON object, merged with any earlier record.
+/// Records original values in an annotation holding a JSON object, merged with any earlier
+/// record. A field rewritten again (a new image set on UPDATE) overwrites its earlier original:
+/// the value just rewritten is the one the internal reference now stands for.
 fn record_originals(
     object: &DynamicObject,
     key: &str,
@@ -128,11 +175,9 @@ fn record_originals(
         .and_then(|annotations| annotations.get(key))
         .and_then(|recorded| serde_json::from_str(recorded).ok())
         .unwrap_or_default();
-    for (field, original) in originals {
-        merged.entry(field).or_insert(original);
-    }
+    merged.extend(originals);
     let value = serde_json::to_string(&merged).unwrap_or_default();
-    super::patch::annotate(annotations.is_some(), key, value)
+    super::patch::annotate(&object.metadata, key, value)
 }
 
 #[cfg(test)]
@@ -164,16 +209,59 @@ pub(crate) mod tests {
         object: serde_json::Value,
         rules: &Rules,
     ) -> Result<serde_json::Value, String> {
+        run_update(operation, object, None, rules).map(|(patched, _)| patched)
+    }
+
+    /// Runs the hook for `object` (replacing `old_object`) and returns the patched object and
+    /// the warnings (or the error message).
+    pub fn run_update(
+        operation: Operation,
+        object: serde_json::Value,
+        old_object: Option<serde_json::Value>,
+        rules: &Rules,
+    ) -> Result<(serde_json::Value, Vec<String>), String> {
         let dynamic: DynamicObject =
             serde_json::from_value(object.clone()).map_err(|error| error.to_string())?;
+        let old_dynamic: Option<DynamicObject> = old_object
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|error| error.to_string())?;
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let kind = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap_or_default());
-        let operations = mutate(&kind, &operation, &dynamic, rules).map_err(|error| error.to_string())?;
+        let admission = Admission {
+            kind: &kind,
+            operation: &operation,
+            object: &dynamic,
+            old_object: old_dynamic.as_ref(),
+        };
+        let mutation = mutate(&admission, rules).map_err(|error| error.to_string())?;
         let mut patched = object;
-        crate::webhook::patch::apply(&mut patched, &operations)
+        crate::webhook::patch::apply(&mut patched, &mutation.operations)
             .map_err(|error| format!("patch does not apply: {error}"))?;
-        Ok(patched)
+        Ok((patched, mutation.warnings))
+    }
+
+    #[test]
+    fn patches_apply_to_objects_without_metadata() {
+        // `run` applies the produced patch to the input object and fails if it does not apply.
+        for (object, annotation) in [
+            (
+                serde_json::json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "app", "image": "nginx"}]}}),
+                "jackal.dev/original-images",
+            ),
+            (
+                serde_json::json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository", "metadata": {}, "spec": {"url": "oci://ghcr.io/x/y"}}),
+                "jackal.dev/original-urls",
+            ),
+        ] {
+            let patched = run(Operation::Create, object.clone(), &rules())
+                .unwrap_or_else(|error| panic!("{object}: {error}"));
+            assert!(
+                patched["metadata"]["annotations"][annotation].is_string(),
+                "{patched}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use kube::core::ObjectMeta;
 use serde_json::Value;
 
 /// A JSON pointer from path segments (escaped as RFC 6901 requires).
@@ -25,10 +26,14 @@ pub fn add<'a>(path: impl IntoIterator<Item = &'a str>, value: Value) -> PatchOp
     })
 }
 
-/// Sets one annotation, creating `metadata.annotations` if the object has none.
-pub fn annotate(has_annotations: bool, key: &str, value: String) -> PatchOperation {
-    if has_annotations {
+/// Sets one annotation, creating `metadata.annotations`, and `metadata` itself, when the object
+/// has none (a JSON patch cannot add a member under a parent that does not exist). Metadata that
+/// deserialises to nothing is absent, `null` or `{}`, so replacing it loses nothing.
+pub fn annotate(metadata: &ObjectMeta, key: &str, value: String) -> PatchOperation {
+    if metadata.annotations.is_some() {
         add(["metadata", "annotations", key], Value::String(value))
+    } else if *metadata == ObjectMeta::default() {
+        add(["metadata"], serde_json::json!({ "annotations": { key: value } }))
     } else {
         add(["metadata", "annotations"], serde_json::json!({ key: value }))
     }

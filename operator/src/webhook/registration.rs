@@ -2,7 +2,8 @@
 //! `kube-system` and `kube-node-lease` namespaces and anything labelled `jackal.dev/agent: skip` or
 //! `ignore` are excluded by selectors (the registry and operator pods live in `jackal` and carry
 //! that label too), side effects are none, the timeout is short, and CEL `matchConditions` skip
-//! objects that are already rewritten before the webhook is even called.
+//! objects that are already rewritten before the webhook is even called. Pod UPDATEs are sent
+//! (`kubectl set image` changes a running pod's images), but only those that change an image.
 
 use std::collections::BTreeMap;
 
@@ -138,16 +139,19 @@ impl Registration {
                 webhook(
                     "pods.jackal.dev",
                     vec![
-                        rule(&[""], &["v1"], &["pods"], &["CREATE"]),
+                        rule(&[""], &["v1"], &["pods"], &["CREATE", "UPDATE"]),
                         rule(&[""], &["v1"], &["pods/ephemeralcontainers"], &["UPDATE"]),
                     ],
                     opted_out(),
-                    vec![condition(
-                        "not-yet-rewritten",
-                        &format!(
-                            "request.operation != 'CREATE' || !has(object.metadata.annotations) || !('{ORIGINAL_IMAGES_ANNOTATION}' in object.metadata.annotations)"
+                    vec![
+                        condition(
+                            "not-yet-rewritten",
+                            &format!(
+                                "request.operation != 'CREATE' || !has(object.metadata.annotations) || !('{ORIGINAL_IMAGES_ANNOTATION}' in object.metadata.annotations)"
+                            ),
                         ),
-                    )],
+                        condition("image-changed", &image_changed()),
+                    ],
                 ),
                 webhook(
                     "flux.jackal.dev",
@@ -209,6 +213,22 @@ fn rule(groups: &[&str], versions: &[&str], resources: &[&str], operations: &[&s
         operations: owned(operations),
         scope: Some("Namespaced".to_owned()),
     }
+}
+
+/// CEL: true unless the request is an UPDATE that leaves every container, init container and
+/// ephemeral container image as it was (most pod updates: labels, status-adjacent fields), so
+/// those never reach the webhook.
+fn image_changed() -> String {
+    let images = |object: &str, field: &str| {
+        format!(
+            "(has({object}.spec.{field}) ? {object}.spec.{field}.map(c, has(c.image) ? c.image : '') : [])"
+        )
+    };
+    let changes: Vec<String> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .map(|field| format!("{} != {}", images("object", field), images("oldObject", field)))
+        .collect();
+    format!("request.operation != 'UPDATE' || {}", changes.join(" || "))
 }
 
 fn condition(name: &str, expression: &str) -> MatchCondition {
@@ -302,6 +322,31 @@ mod tests {
         assert_eq!(
             pods.rules.as_ref().unwrap()[1].resources.as_ref().unwrap()[0],
             "pods/ephemeralcontainers"
+        );
+    }
+
+    #[test]
+    fn pod_updates_are_sent_only_when_an_image_changes() {
+        let configuration = registration(WebhookSpec::default()).configuration();
+        let pods = &configuration.webhooks.unwrap()[0];
+        let rules = pods.rules.as_ref().unwrap();
+        assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_owned()][..]));
+        assert_eq!(
+            rules[0].operations.as_deref(),
+            Some(&["CREATE".to_owned(), "UPDATE".to_owned()][..])
+        );
+        let conditions = pods.match_conditions.as_ref().unwrap();
+        let names: Vec<&str> = conditions.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["not-yet-rewritten", "image-changed"]);
+        assert_eq!(
+            conditions[1].expression,
+            "request.operation != 'UPDATE' || \
+             (has(object.spec.containers) ? object.spec.containers.map(c, has(c.image) ? c.image : '') : []) != \
+             (has(oldObject.spec.containers) ? oldObject.spec.containers.map(c, has(c.image) ? c.image : '') : []) || \
+             (has(object.spec.initContainers) ? object.spec.initContainers.map(c, has(c.image) ? c.image : '') : []) != \
+             (has(oldObject.spec.initContainers) ? oldObject.spec.initContainers.map(c, has(c.image) ? c.image : '') : []) || \
+             (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers.map(c, has(c.image) ? c.image : '') : []) != \
+             (has(oldObject.spec.ephemeralContainers) ? oldObject.spec.ephemeralContainers.map(c, has(c.image) ? c.image : '') : [])"
         );
     }
 

@@ -1,5 +1,5 @@
 //! Pods, on the real API server: bare pods and a Deployment's pods are rewritten (images, pull
-//! Secret appended, originals recorded); opted-out namespaces and objects, and the system
+//! Secret appended, originals recorded), and so is an image set on a running pod; opted-out namespaces and objects, and the system
 //! namespaces whatever their labels, are left alone.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use jackal_tests::{Cluster, from_json};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn pod(name: &str, labels: serde_json::Value) -> anyhow::Result<Pod> {
@@ -70,6 +70,29 @@ async fn pods_and_deployment_pods_are_rewritten() -> anyhow::Result<()> {
     assert_eq!(
         originals,
         r#"{"setup":"busybox:1.36","web":"docker.io/jackaldev/demo-web:1.0.0"}"#
+    );
+
+    // `kubectl set image pod/bare web=…`: an UPDATE that changes an image is rewritten too (the
+    // registration's `image-changed` condition lets it through), its original recorded anew.
+    let set_image =
+        json!({"spec": {"containers": [{"name": "web", "image": "docker.io/jackaldev/demo-web:1.0.1"}]}});
+    let updated = pods
+        .patch("bare", &PatchParams::default(), &Patch::Strategic(set_image))
+        .await?;
+    let spec = updated.spec.clone().unwrap_or_default();
+    assert_eq!(
+        spec.containers[0].image.as_deref(),
+        Some("127.0.0.1:31999/docker.io/jackaldev/demo-web:1.0.1")
+    );
+    assert_eq!(
+        spec.init_containers.unwrap_or_default()[0].image.as_deref(),
+        Some("127.0.0.1:31999/docker.io/library/busybox:1.36"),
+        "images the update did not change stay as stored"
+    );
+    let originals = updated.metadata.annotations.unwrap_or_default()["jackal.dev/original-images"].clone();
+    assert_eq!(
+        originals,
+        r#"{"setup":"busybox:1.36","web":"docker.io/jackaldev/demo-web:1.0.1"}"#
     );
 
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace.name);

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -96,10 +98,11 @@ async fn reviews_are_answered_over_http2_and_http1() -> anyhow::Result<()> {
         let answer: serde_json::Value = serde_json::from_slice(&body)?;
         assert_eq!(status, 200, "{protocol}: {answer}");
         assert_eq!(answer["response"]["allowed"], true, "{protocol}: {answer}");
-        // kube writes the patch bytes as a JSON array of numbers (the API server takes that as it
-        // takes base64).
-        let patch: Vec<u8> = serde_json::from_value(answer["response"]["patch"].clone())?;
-        let patch = String::from_utf8(patch)?;
+        // The documented wire format: the JSON patch as a base64 string.
+        let encoded = answer["response"]["patch"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{protocol}: the patch is not a base64 string: {answer}"))?;
+        let patch = String::from_utf8(BASE64.decode(encoded)?)?;
         assert!(
             patch.contains(REGISTRY),
             "{protocol}: the image is rewritten: {patch} in {answer}"

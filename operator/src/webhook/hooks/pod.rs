@@ -2,37 +2,44 @@
 //! in-cluster registry; the registry pull Secret is appended (existing ones kept); the original
 //! images are recorded in `jackal.dev/original-images` (container name → image).
 //!
-//! On UPDATE (the `ephemeralcontainers` subresource, the only way images change after creation)
-//! only ephemeral containers are rewritten: the rest of a pod's spec is immutable.
+//! On UPDATE (`kubectl set image` on a pod, or the `ephemeralcontainers` subresource) only images
+//! that differ from the stored pod's are rewritten, and their originals overwrite earlier records.
+//! A running pod's pull Secrets cannot change, so a pod without the registry's gets a warning
+//! instead. (The `ephemeralcontainers` subresource keeps only ephemeral containers from the
+//! patched pod, so the annotation is not recorded there.)
+//!
+//! An image that is not a valid reference, or whose internal form would not be, is left as written
+//! with a warning: the API server or the kubelet rejects it as its author wrote it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use jackal_core::transform::to_internal;
+use jackal_core::transform::{ReferenceError, to_internal};
 use jackal_crds::names::ORIGINAL_IMAGES_ANNOTATION;
-use json_patch::PatchOperation;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde_json::{Value, json};
 
-use super::{HookError, Rules, record_originals};
+use super::{HookError, Mutation, Rules, record_originals};
 use crate::webhook::patch::{add, replace};
 
 const CONTAINER_FIELDS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
 pub fn mutate(
     pod: &DynamicObject,
+    old_pod: Option<&DynamicObject>,
     operation: &Operation,
     rules: &Rules,
-) -> Result<Vec<PatchOperation>, HookError> {
+) -> Result<Mutation, HookError> {
     let spec = &pod.data["spec"];
-    let fields: &[&str] = if matches!(operation, Operation::Update) {
-        &CONTAINER_FIELDS[2..]
-    } else {
-        &CONTAINER_FIELDS
+    let update = matches!(operation, Operation::Update);
+    // Container names are unique across the three lists, so a name finds the stored image.
+    let stored_images: HashMap<&str, &str> = match old_pod.filter(|_| update) {
+        Some(old_pod) => images(&old_pod.data["spec"]).collect(),
+        None => HashMap::new(),
     };
-    let mut operations = Vec::new();
+    let mut mutation = Mutation::default();
     let mut originals = BTreeMap::new();
-    for field in fields {
+    for field in CONTAINER_FIELDS {
         let Some(containers) = spec[field].as_array() else {
             continue;
         };
@@ -41,37 +48,68 @@ pub fn mutate(
             let Some(image) = container["image"].as_str() else {
                 continue;
             };
-            let internal = to_internal(image, &rules.registry).map_err(|source| HookError::Image {
-                container: name.to_owned(),
-                source,
-            })?;
-            if internal != image {
-                let index = index.to_string();
-                operations.push(replace(
-                    ["spec", field, index.as_str(), "image"],
-                    Value::String(internal),
-                ));
-                originals.insert(name.to_owned(), image.to_owned());
+            if stored_images.get(name) == Some(&image) {
+                continue;
+            }
+            match to_internal(image, &rules.registry) {
+                Ok(internal) if internal != image => {
+                    let index = index.to_string();
+                    mutation.operations.push(replace(
+                        ["spec", field, index.as_str(), "image"],
+                        Value::String(internal),
+                    ));
+                    originals.insert(name.to_owned(), image.to_owned());
+                }
+                Ok(_) => {}
+                Err(source @ ReferenceError::Registry { .. }) => {
+                    return Err(HookError::Image {
+                        container: name.to_owned(),
+                        source,
+                    });
+                }
+                Err(error) => mutation
+                    .warnings
+                    .push(format!("jackal: container {name:?} left unchanged: {error}")),
             }
         }
     }
-    if operations.is_empty() || matches!(operation, Operation::Update) {
-        return Ok(operations);
+    if mutation.operations.is_empty() {
+        return Ok(mutation);
     }
-    let secret = json!({ "name": rules.pull_secret });
-    match spec["imagePullSecrets"].as_array() {
-        None => operations.push(add(["spec", "imagePullSecrets"], json!([secret]))),
-        Some(existing)
-            if !existing
-                .iter()
-                .any(|entry| entry["name"] == rules.pull_secret.as_str()) =>
-        {
-            operations.push(add(["spec", "imagePullSecrets", "-"], secret));
+    let has_pull_secret = spec["imagePullSecrets"].as_array().is_some_and(|existing| {
+        existing
+            .iter()
+            .any(|entry| entry["name"] == rules.pull_secret.as_str())
+    });
+    if update {
+        if !has_pull_secret {
+            mutation.warnings.push(format!(
+                "jackal: the pod lacks pull Secret {:?} and a running pod's cannot change; pulls may fail",
+                rules.pull_secret
+            ));
         }
-        Some(_) => {}
+    } else if !has_pull_secret {
+        let secret = json!({ "name": rules.pull_secret });
+        mutation
+            .operations
+            .push(match spec["imagePullSecrets"].as_array() {
+                Some(_) => add(["spec", "imagePullSecrets", "-"], secret),
+                None => add(["spec", "imagePullSecrets"], json!([secret])),
+            });
     }
-    operations.push(record_originals(pod, ORIGINAL_IMAGES_ANNOTATION, originals));
-    Ok(operations)
+    mutation
+        .operations
+        .push(record_originals(pod, ORIGINAL_IMAGES_ANNOTATION, originals));
+    Ok(mutation)
+}
+
+/// (container name, image) of every container in `spec`.
+fn images(spec: &Value) -> impl Iterator<Item = (&str, &str)> {
+    CONTAINER_FIELDS
+        .iter()
+        .filter_map(|field| spec[field].as_array())
+        .flatten()
+        .filter_map(|container| Some((container["name"].as_str()?, container["image"].as_str()?)))
 }
 
 #[cfg(test)]
@@ -79,9 +117,16 @@ mod tests {
     use kube::core::admission::Operation;
     use serde_json::{Value, json};
 
-    use crate::webhook::hooks::tests::{rules, run};
+    use crate::webhook::hooks::tests::{rules, run, run_update};
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    /// A valid name of 255 characters: too long once its host is a path segment.
+    const LONGEST: &str = concat!(
+        "ghcr.io/",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
 
     fn pod(spec: Value, annotations: Option<Value>) -> Value {
         let mut metadata = json!({"name": "web", "namespace": "shop"});
@@ -95,7 +140,11 @@ mod tests {
         name: &'static str,
         operation: Operation,
         input: Value,
+        /// The stored pod an UPDATE replaces.
+        old: Option<Value>,
         expected: Result<Value, &'static str>,
+        /// How each expected warning starts.
+        warnings: &'static [&'static str],
     }
 
     #[test]
@@ -105,6 +154,8 @@ mod tests {
             Case {
                 name: "every kind of container, pull secret and record added",
                 operation: Operation::Create,
+                old: None,
+                warnings: &[],
                 input: pod(
                     json!({
                         "initContainers": [{"name": "setup", "image": "busybox:1.36"}],
@@ -131,6 +182,8 @@ mod tests {
             Case {
                 name: "existing pull secrets and annotations are kept",
                 operation: Operation::Create,
+                old: None,
+                warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx:1.27"}], "imagePullSecrets": [{"name": "mine"}]}),
                     Some(json!({"team": "shop"})),
@@ -146,6 +199,8 @@ mod tests {
             Case {
                 name: "already rewritten: nothing to do (idempotent)",
                 operation: Operation::Create,
+                old: None,
+                warnings: &[],
                 input: pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.27"}],
@@ -164,6 +219,8 @@ mod tests {
             Case {
                 name: "pull secret not duplicated",
                 operation: Operation::Create,
+                old: None,
+                warnings: &[],
                 input: pod(
                     json!({"containers": [{"name": "app", "image": "nginx"}], "imagePullSecrets": [{"name": "private-registry"}]}),
                     None,
@@ -183,31 +240,174 @@ mod tests {
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
                         "ephemeralContainers": [{"name": "debug", "image": "busybox"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
                     }),
                     Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
                 ),
+                old: Some(pod(
+                    json!({
+                        "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
+                )),
                 expected: Ok(pod(
                     json!({
                         "containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx"}],
                         "ephemeralContainers": [{"name": "debug", "image": "127.0.0.1:31999/docker.io/library/busybox"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
                     }),
-                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx"}"#})),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx","debug":"busybox"}"#})),
                 )),
+                warnings: &[],
             },
             Case {
-                name: "an invalid image is refused naming the container",
-                operation: Operation::Create,
+                name: "update setting a container and an init container image rewrites just those",
+                operation: Operation::Update,
                 input: pod(
-                    json!({"containers": [{"name": "app", "image": "Nginx:latest"}]}),
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "busybox:1.37"}],
+                        "containers": [
+                            {"name": "app", "image": "nginx:1.28"},
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.27","setup":"busybox:1.36"}"#}),
+                    ),
+                ),
+                old: Some(pod(
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "127.0.0.1:31999/docker.io/library/busybox:1.36"}],
+                        "containers": [
+                            {"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.27"},
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.27","setup":"busybox:1.36"}"#}),
+                    ),
+                )),
+                expected: Ok(pod(
+                    json!({
+                        "initContainers": [{"name": "setup", "image": "127.0.0.1:31999/docker.io/library/busybox:1.37"}],
+                        "containers": [
+                            {"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.28"},
+                            // Unchanged by this update: left as stored (no restart forced).
+                            {"name": "legacy", "image": "quay.io/org/legacy:1"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(
+                        json!({"jackal.dev/original-images": r#"{"app":"nginx:1.28","setup":"busybox:1.37"}"#}),
+                    ),
+                )),
+                warnings: &[],
+            },
+            Case {
+                name: "update of a pod without the pull secret rewrites and warns",
+                operation: Operation::Update,
+                input: pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.28"}]}),
                     None,
                 ),
-                expected: Err(r#"container "app": "Nginx:latest" is not a valid image reference"#),
+                old: Some(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": "127.0.0.1:31999/docker.io/library/nginx:1.28"}]}),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"nginx:1.28"}"#})),
+                )),
+                warnings: &[r#"jackal: the pod lacks pull Secret "private-registry""#],
+            },
+            Case {
+                name: "update changing no image changes nothing",
+                operation: Operation::Update,
+                input: pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                ),
+                old: Some(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+                    None,
+                )),
+                warnings: &[],
+            },
+            Case {
+                name: "an IPv6 registry host is rewritten into a valid path",
+                operation: Operation::Create,
+                old: None,
+                input: pod(
+                    json!({"containers": [{"name": "app", "image": "[::1]:5000/app:1"}]}),
+                    None,
+                ),
+                expected: Ok(pod(
+                    json!({
+                        "containers": [{"name": "app", "image": "127.0.0.1:31999/ip6__x-x-1_5000/app:1"}],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"app":"[::1]:5000/app:1"}"#})),
+                )),
+                warnings: &[],
+            },
+            Case {
+                name: "invalid images are left as written with a warning, the others rewritten",
+                operation: Operation::Create,
+                old: None,
+                input: pod(
+                    json!({"containers": [
+                        {"name": "app", "image": "Nginx:latest"},
+                        {"name": "bad-separator", "image": "a_-b"},
+                        {"name": "good", "image": "nginx"},
+                    ]}),
+                    None,
+                ),
+                expected: Ok(pod(
+                    json!({
+                        "containers": [
+                            {"name": "app", "image": "Nginx:latest"},
+                            {"name": "bad-separator", "image": "a_-b"},
+                            {"name": "good", "image": "127.0.0.1:31999/docker.io/library/nginx"},
+                        ],
+                        "imagePullSecrets": [{"name": "private-registry"}],
+                    }),
+                    Some(json!({"jackal.dev/original-images": r#"{"good":"nginx"}"#})),
+                )),
+                warnings: &[
+                    r#"jackal: container "app" left unchanged: "Nginx:latest" is not a valid image reference"#,
+                    r#"jackal: container "bad-separator" left unchanged: "a_-b" is not a valid image reference"#,
+                ],
+            },
+            Case {
+                name: "a valid image whose mapped name would be too long is left with a warning",
+                operation: Operation::Create,
+                old: None,
+                input: pod(json!({"containers": [{"name": "app", "image": LONGEST}]}), None),
+                expected: Ok(pod(
+                    json!({"containers": [{"name": "app", "image": LONGEST}]}),
+                    None,
+                )),
+                warnings: &[r#"jackal: container "app" left unchanged: "ghcr.io/aaaa"#],
             },
         ];
+        assert_eq!(LONGEST.len(), 255);
         for case in cases {
-            let result = run(case.operation, case.input, &rules());
+            let result = run_update(case.operation, case.input, case.old, &rules());
             match (&result, &case.expected) {
-                (Ok(actual), Ok(expected)) => assert_eq!(actual, expected, "{}", case.name),
+                (Ok((actual, warnings)), Ok(expected)) => {
+                    assert_eq!(actual, expected, "{}", case.name);
+                    assert_eq!(warnings.len(), case.warnings.len(), "{}: {warnings:?}", case.name);
+                    for (warning, start) in warnings.iter().zip(case.warnings) {
+                        assert!(warning.starts_with(start), "{}: {warning}", case.name);
+                    }
+                }
                 (Err(actual), Err(expected)) => {
                     assert!(actual.starts_with(expected), "{}: {actual}", case.name)
                 }
