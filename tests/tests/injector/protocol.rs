@@ -1,6 +1,7 @@
 //! The distribution API details clients rely on: media types and digests on manifests (GET and
-//! HEAD), ranges on blobs, tag and catalog listings, spec error bodies, refused writes, fast
-//! refusal of TLS, persistent connections, and a clean exit on SIGTERM.
+//! HEAD), the API version header on every answer, ranges on blobs, tag and catalog listings, spec
+//! error bodies, refused writes, fast refusal of TLS, persistent connections, and a clean exit on
+//! SIGTERM.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use jackal_tests::injector::Injector;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Fixture;
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
 fn error_code(response: &Response) -> String {
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
@@ -23,6 +26,8 @@ async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Resu
 
     let base = http::get(address, "/v2/", &[]).await?;
     assert_eq!((base.status, base.text().as_str()), (200, "{}"));
+    // Clients (docker, containerd) check this header on `/v2/` to know they face a registry.
+    assert_eq!(base.header(API_VERSION.0), Some(API_VERSION.1));
 
     for image in &fixture.images {
         let (_, path) = image.reference.split_once('/').unwrap_or_default();
@@ -50,6 +55,7 @@ async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Resu
                 top
             );
             assert_eq!(response.body.is_empty(), method == "HEAD", "{method} body");
+            assert_eq!(response.header(API_VERSION.0), Some(API_VERSION.1));
         }
         // Also under the registry host as first path segment.
         let full = image
@@ -119,6 +125,7 @@ async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
     assert_eq!(whole.body, bytes);
     assert_eq!(whole.header("docker-content-digest"), Some(layer.digest.as_str()));
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(whole.header(API_VERSION.0), Some(API_VERSION.1));
 
     let head = http::request("HEAD", address, &path, &[], b"").await?;
     assert_eq!((head.status, head.body.len()), (200, 0));
@@ -201,6 +208,7 @@ async fn unknown_things_get_spec_errors_and_writes_are_refused() -> anyhow::Resu
             "GET {path}"
         );
         assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.header(API_VERSION.0), Some(API_VERSION.1), "GET {path}");
     }
     for (method, path) in [
         ("PUT", "/v2/jackaldev/multilayer/manifests/2.0"),
