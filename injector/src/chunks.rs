@@ -97,8 +97,16 @@ impl Chunks {
         let mut chunks = Vec::with_capacity(names.len());
         let mut starts = Vec::with_capacity(names.len() + 1);
         let mut total = 0;
+        let count = names.len();
         for name in names {
-            let chunk = Chunk::open(directory.join(name))?;
+            let chunk = Chunk::open(directory.join(name)).map_err(|error| match error {
+                Error::ReadChunk { path, source }
+                    if source.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) =>
+                {
+                    Error::TooManyChunks { path, chunks: count }
+                }
+                other => other,
+            })?;
             starts.push(total);
             total += chunk.stamp.0;
             chunks.push(chunk);

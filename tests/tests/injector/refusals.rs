@@ -257,3 +257,40 @@ async fn mislabelled_blobs_lone_zero_blocks_and_trailing_bytes_are_refused() -> 
     }
     Ok(())
 }
+
+/// Every chunk stays open while served: the injector raises its soft open-file limit to the hard
+/// one by itself, and when even the hard limit is too low it says so instead of a bare errno.
+#[tokio::test]
+async fn an_open_file_limit_below_the_chunk_count_is_explained() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-file-limit")?;
+    let digest = fixture.summary.digest.to_string();
+    let count = fixture.summary.chunks;
+    let limit = count / 2;
+    assert!(limit > 10, "the fixture should span many chunks, has {count}");
+    let run = |limits: String| -> anyhow::Result<(i32, String)> {
+        let output = std::process::Command::new("prlimit")
+            .arg(limits)
+            .arg(injector::binary()?)
+            .arg("--dir")
+            .arg(fixture.chunks())
+            .args(["--verify-only", &digest])
+            .output()?;
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    };
+    // A soft limit below the chunk count is raised to the hard one.
+    let (code, log) = run(format!("--nofile={limit}:{}", count * 2))?;
+    assert_eq!(code, 0, "{log}");
+    // A hard limit below it is explained.
+    let (code, log) = run(format!("--nofile={limit}:{limit}"))?;
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "the hard open-file limit (RLIMIT_NOFILE) is below the {count} chunks"
+        )),
+        "{log}"
+    );
+    Ok(())
+}
