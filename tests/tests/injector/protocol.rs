@@ -309,7 +309,10 @@ async fn chunks_changed_after_verification_are_never_served() -> anyhow::Result<
         fixture.images[0].digest.as_str()
     );
 
-    // Now change the verified files themselves, in place (same size, one byte flipped).
+    // Now change the verified files themselves, in place (same size, one byte flipped). The
+    // injector notices by the modification time, which the kernel updates at clock-tick
+    // granularity: let a few ticks pass since the chunks were written.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     for number in 0..fixture.summary.chunks {
         use std::os::unix::fs::FileExt;
         let file = std::fs::OpenOptions::new()
