@@ -11,6 +11,10 @@ now() { date +%s.%N; }
 # elapsed START : seconds since START (from now).
 elapsed() { awk -v s="$1" -v e="$(now)" 'BEGIN {printf "%.2f", e - s}'; }
 rss_peak_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# reset_rss_peak PID : sets PID's peak RSS (VmHWM) back to its current RSS (Linux 4.0+), so a
+# later rss_peak_kib covers only what happened since.
+reset_rss_peak() { echo 5 >"/proc/$1/clear_refs"; }
+kib_to_mib() { awk -v kib="$1" 'BEGIN {printf "%.1f", kib / 1024}'; }
 mbps() { awk -v bytes="$1" -v seconds="$2" 'BEGIN {printf "%.0f", bytes / seconds / 1e6}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }

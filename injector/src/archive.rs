@@ -4,7 +4,10 @@
 //! The format (written by `jackal-core`'s payload module): an uncompressed ustar archive holding
 //! `oci-layout`, `index.json` and `blobs/sha256/<hex>` as regular files, optionally with their
 //! directories and a `./` prefix. Links, devices, FIFOs, extended headers, absolute or `..` paths,
-//! unknown paths, duplicates and truncation are errors that name the entry.
+//! unknown paths, duplicates and truncation are errors that name the entry. Each blob's sha256 is
+//! computed in the same pass and must match its name; the archive ends with exactly the
+//! end-of-archive marker (two zero blocks), optionally followed by more zeros: a lone zero block
+//! between entries, or anything but zeros after the marker, is refused.
 
 use std::collections::HashMap;
 
@@ -54,6 +57,17 @@ pub enum ArchiveError {
     /// The archive ends inside an entry or without its end marker.
     #[error("the archive is truncated{0}")]
     Truncated(String),
+    /// A blob's bytes do not hash to the digest in its name.
+    #[error("entry {entry:?} does not hold the blob its name promises: its bytes hash to sha256:{actual}")]
+    BlobDigest { entry: String, actual: String },
+    /// A single zero block sits where an entry header must be.
+    #[error(
+        "a lone zero block at offset {offset} (after {after}): only the end-of-archive marker, two zero blocks, may stand between headers"
+    )]
+    LoneZeroBlock { offset: u64, after: String },
+    /// Something other than zeros follows the end-of-archive marker.
+    #[error("non-zero bytes at offset {0}, after the end-of-archive marker")]
+    TrailingData(u64),
 }
 
 /// Reads every chunk once, checks the payload's sha256 against `expected` and returns the index.
@@ -81,15 +95,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// A streaming tar indexer: fed the archive piece by piece, it keeps only the current header.
+/// A streaming tar indexer: fed the archive piece by piece, it keeps only the current header and
+/// the hash state of the blob being read.
 #[derive(Default)]
 struct Scanner {
     header: Vec<u8>,
-    /// Bytes of entry data (and padding) still to pass over.
-    skip: u64,
+    /// Bytes of the current entry's data still to read.
+    remaining: u64,
+    /// Bytes of padding after the current entry's data still to pass over.
+    padding: u64,
+    /// The blob being read: its running sha256 and the hex digest its name promises.
+    blob: Option<(Sha256, String)>,
     /// Offset of the next byte fed.
     position: u64,
-    zero_blocks: u8,
+    /// Offset of a zero block just read: the first half of the end-of-archive marker, or an error.
+    zero_block: Option<u64>,
     done: bool,
     /// Entry whose data is being skipped, for truncation messages.
     current: Option<String>,
@@ -99,10 +119,35 @@ struct Scanner {
 
 impl Scanner {
     fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() && !self.done && self.error.is_none() {
-            if self.skip > 0 {
-                let step = usize::try_from(self.skip).unwrap_or(usize::MAX).min(data.len());
-                self.skip -= step as u64;
+        while !data.is_empty() && self.error.is_none() {
+            if self.done {
+                // Writers may pad the archive with zeros to a record size; nothing else may follow.
+                if let Some(at) = data.iter().position(|byte| *byte != 0) {
+                    self.error = Some(ArchiveError::TrailingData(self.position + at as u64));
+                }
+                self.position += data.len() as u64;
+                return;
+            }
+            if self.remaining > 0 {
+                let step = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                if let Some((hasher, _)) = &mut self.blob {
+                    hasher.update(&data[..step]);
+                }
+                self.remaining -= step as u64;
+                self.position += step as u64;
+                data = &data[step..];
+                if let Err(error) = self.end_of_data() {
+                    self.error = Some(error);
+                }
+                continue;
+            }
+            if self.padding > 0 {
+                let step = usize::try_from(self.padding)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                self.padding -= step as u64;
                 self.position += step as u64;
                 data = &data[step..];
                 continue;
@@ -125,7 +170,7 @@ impl Scanner {
             return Err(error);
         }
         if !self.done {
-            let detail = match (self.skip, self.current) {
+            let detail = match (self.remaining + self.padding, self.current) {
                 (missing, Some(entry)) if missing > 0 => {
                     format!(" inside entry {entry:?} ({missing} bytes missing)")
                 }
@@ -140,11 +185,17 @@ impl Scanner {
     fn entry(&mut self, header: &[u8]) -> Result<(), ArchiveError> {
         let offset = self.position - BLOCK as u64;
         if header.iter().all(|byte| *byte == 0) {
-            self.zero_blocks += 1;
-            self.done = self.zero_blocks == 2;
+            self.done = self.zero_block.is_some();
+            self.zero_block = Some(offset);
             return Ok(());
         }
-        self.zero_blocks = 0;
+        if let Some(offset) = self.zero_block {
+            let after = match &self.current {
+                Some(entry) => format!("entry {entry:?}"),
+                None => "the start of the archive".to_owned(),
+            };
+            return Err(ArchiveError::LoneZeroBlock { offset, after });
+        }
         let expected_checksum = octal(&header[148..156]).ok_or(ArchiveError::Checksum(offset))?;
         let actual_checksum: u64 = header
             .iter()
@@ -232,14 +283,36 @@ impl Scanner {
                     offset: self.position,
                     length: size,
                 };
+                if let Some(hex) = relative.strip_prefix("blobs/sha256/") {
+                    self.blob = Some((Sha256::new(), hex.to_owned()));
+                }
                 if self.index.insert(relative, span).is_some() {
                     return Err(ArchiveError::Duplicate(name));
                 }
             }
             None => return Err(ArchiveError::Unexpected(name)),
         }
-        self.skip = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        self.remaining = size;
+        self.padding = size.div_ceil(BLOCK as u64) * BLOCK as u64 - size;
         self.current = Some(name);
+        self.end_of_data()
+    }
+
+    /// Once all of a blob's bytes are read, checks them against its name.
+    fn end_of_data(&mut self) -> Result<(), ArchiveError> {
+        if self.remaining > 0 {
+            return Ok(());
+        }
+        let Some((hasher, expected)) = self.blob.take() else {
+            return Ok(());
+        };
+        let actual = hex(&hasher.finalize());
+        if actual != expected {
+            return Err(ArchiveError::BlobDigest {
+                entry: self.current.clone().unwrap_or_default(),
+                actual,
+            });
+        }
         Ok(())
     }
 }
@@ -299,6 +372,11 @@ mod tests {
 
     const BLOB: &str = "blobs/sha256/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    /// The layout path a blob with `content` must have.
+    fn blob_path(content: &[u8]) -> String {
+        format!("blobs/sha256/{}", hex(&Sha256::digest(content)))
+    }
+
     /// A ustar header for `name` of `size` bytes and type `kind`, with a valid checksum.
     fn header(name: &str, size: u64, kind: u8) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK];
@@ -336,18 +414,22 @@ mod tests {
 
     #[test]
     fn a_layout_is_indexed_in_place_whatever_the_piece_size() {
-        let bytes = archive(&[
+        let (layer, empty) = (blob_path(b"layer bytes"), blob_path(b""));
+        let mut bytes = archive(&[
             ("./", b"", b'5'),
             ("./oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, b'0'),
             ("./blobs/", b"", b'5'),
             ("./blobs/sha256/", b"", b'5'),
-            (BLOB, b"layer bytes", b'0'),
+            (&layer, b"layer bytes", b'0'),
+            (&empty, b"", b'0'),
             ("index.json", b"{}", 0),
         ]);
+        // Zeros after the end-of-archive marker (padding to a record) are fine.
+        bytes.extend([0u8; 3 * BLOCK]);
         for piece in [1, 7, 512, 513, 100_000] {
             let index = scan(&bytes, piece).unwrap();
-            assert_eq!(index.len(), 3);
-            let span = index[BLOB];
+            assert_eq!(index.len(), 4);
+            let span = index[&layer];
             let offset = usize::try_from(span.offset).unwrap();
             assert_eq!(&bytes[offset..offset + 11], b"layer bytes");
             assert_eq!(index["index.json"].length, 2);
@@ -389,7 +471,7 @@ mod tests {
         corrupt[10] ^= 0xff;
         assert_eq!(scan(&corrupt, 512).unwrap_err(), ArchiveError::Checksum(0));
 
-        let whole = archive(&[(BLOB, &[7u8; 2000], b'0')]);
+        let whole = archive(&[(&blob_path(&[7u8; 2000]), &[7u8; 2000], b'0')]);
         let error = scan(&whole[..1024], 512).unwrap_err().to_string();
         assert!(
             error.contains("truncated inside entry") && error.contains("1536 bytes missing"),
@@ -401,6 +483,67 @@ mod tests {
         let mut not_tar = vec![1u8; BLOCK];
         not_tar.extend([0u8; 2 * BLOCK]);
         assert_eq!(scan(&not_tar, 512).unwrap_err(), ArchiveError::Checksum(0));
+    }
+
+    #[test]
+    fn blobs_must_hash_to_their_names() {
+        let error = scan(&archive(&[(BLOB, b"layer bytes", b'0')]), 7).unwrap_err();
+        assert_eq!(
+            error,
+            ArchiveError::BlobDigest {
+                entry: BLOB.into(),
+                actual: hex(&Sha256::digest(b"layer bytes")),
+            }
+        );
+        let error = scan(&archive(&[(BLOB, b"", b'0')]), 512).unwrap_err().to_string();
+        assert!(
+            error.contains(BLOB) && error.contains("does not hold the blob"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lone_zero_blocks_and_trailing_bytes_are_refused() {
+        let first = archive(&[("oci-layout", b"{}", b'0')]);
+        let second = archive(&[("index.json", b"{}", b'0')]);
+        // One zero block between two entries (the first archive's marker cut to one block).
+        let mut lone = first[..first.len() - BLOCK].to_vec();
+        lone.extend(&second);
+        for piece in [1, 512, 4096] {
+            assert_eq!(
+                scan(&lone, piece).unwrap_err(),
+                ArchiveError::LoneZeroBlock {
+                    offset: 1024,
+                    after: "entry \"oci-layout\"".into()
+                }
+            );
+        }
+        let mut leading = vec![0u8; BLOCK];
+        leading.extend(&second);
+        let error = scan(&leading, 512).unwrap_err().to_string();
+        assert!(
+            error.contains("offset 0 (after the start of the archive)"),
+            "{error}"
+        );
+
+        // A whole second archive after the first one's end marker, and a single stray byte.
+        let mut appended = first.clone();
+        appended.extend(&second);
+        assert_eq!(
+            scan(&appended, 100).unwrap_err(),
+            ArchiveError::TrailingData(first.len() as u64)
+        );
+        let mut stray = first.clone();
+        stray.extend([0u8; 700]);
+        stray.push(b'!');
+        let error = scan(&stray, 512).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "non-zero bytes at offset {}, after the end-of-archive marker",
+                first.len() + 700
+            )
+        );
     }
 
     #[test]

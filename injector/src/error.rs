@@ -44,6 +44,12 @@ pub enum Error {
     #[error("failed to read chunk {path}: {source}")]
     ReadChunk { path: PathBuf, source: std::io::Error },
 
+    /// The open-file limit is below the number of chunks, which all stay open.
+    #[error(
+        "failed to open chunk {path}: the hard open-file limit (RLIMIT_NOFILE) is below the {chunks} chunks, which all stay open while the payload is served"
+    )]
+    TooManyChunks { path: PathBuf, chunks: usize },
+
     /// The reassembled payload is not the one expected.
     #[error("payload digest mismatch: expected {expected}, got {actual} ({chunks} chunks, {bytes} bytes)")]
     DigestMismatch {

@@ -133,9 +133,14 @@ impl Response {
         }
     }
 
-    /// Writes the status line and headers.
+    /// Writes the status line and headers. Every answer names the API version, as distribution
+    /// does: clients probing `/v2/` check it to know they face a registry.
     pub fn write_head(&self, out: &mut impl Write, keep_alive: bool) -> io::Result<()> {
-        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nDocker-Distribution-Api-Version: registry/2.0\r\n",
+            self.status,
+            reason(self.status)
+        );
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -157,6 +162,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Unknown",
     }
@@ -261,7 +267,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 404 Not Found\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
         );
     }
 }

@@ -2,14 +2,16 @@
 //! serves it as a read-only OCI registry (the seed registry the permanent registry pulls from).
 //!
 //! ```text
-//!   payload-00000 … payload-NNNNN ──▶ chunks (order, gaps) ──▶ archive (one pass: sha256 + tar index)
+//!   payload-00000 … payload-NNNNN ──▶ chunks (order, gaps, held open) ──▶ archive (one pass:
+//!        │                            sha256, tar index, each blob's sha256)
 //!        │                                                          │ digest checked, layout validated
-//!        └──────────── blob bytes are served straight from the chunk files ◀── registry ◀── server
+//!        └──── blob bytes are served straight from the open chunk files ◀── registry ◀── server
 //! ```
 //!
-//! Nothing is unpacked: the tar archive is indexed in place while it is hashed, and every blob is
-//! served from the chunk files it lies in (`sendfile` through `std::io::copy`), so memory stays
-//! flat, no disk is used and no archive path is ever written anywhere.
+//! Nothing is unpacked: the tar archive is indexed in place while it is hashed (the payload, and
+//! each blob against its name), and every blob is served with `sendfile` from the chunk files it
+//! lies in, through the descriptors opened before hashing, so memory stays flat, no disk is used,
+//! no archive path is ever written anywhere and only verified bytes are served.
 //! Exit codes: 0 after `--verify-only` succeeded, 1 on a payload or serving error, 2 on bad usage.
 
 mod archive;

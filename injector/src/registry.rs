@@ -3,7 +3,8 @@
 //!
 //! `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag|digest>`, `GET|HEAD /v2/<name>/blobs/<digest>`
 //! (with `Range`), `GET /v2/<name>/tags/list`, `GET /v2/_catalog`. Writes get 405 `UNSUPPORTED`;
-//! unknown names, manifests and blobs get the spec's 404 error bodies.
+//! unknown names, manifests and blobs get the spec's 404 error bodies. Payload bytes are answered
+//! only while the chunks holding them are unchanged since verification (500 otherwise).
 
 use crate::chunks::Chunks;
 use crate::http::{Body, Request, Response, parse_range};
@@ -24,6 +25,17 @@ impl Registry {
 
     /// Answers one request.
     pub fn handle(&self, request: &Request) -> Response {
+        let response = self.route(request);
+        if let Body::Payload(offset, length) = response.body
+            && let Err(failure) = self.chunks.check_range(offset, length)
+        {
+            eprintln!("jackal-injector: refusing {}: {failure}", request.path);
+            return error(500, "UNKNOWN", "a payload chunk changed after verification");
+        }
+        response
+    }
+
+    fn route(&self, request: &Request) -> Response {
         let read = matches!(request.method.as_str(), "GET" | "HEAD");
         let Some(route) = request.path.strip_prefix("/v2/") else {
             return error(404, "NOT_FOUND", "not a registry API path");

@@ -1,6 +1,7 @@
 //! The distribution API details clients rely on: media types and digests on manifests (GET and
-//! HEAD), ranges on blobs, tag and catalog listings, spec error bodies, refused writes, fast
-//! refusal of TLS, persistent connections, and a clean exit on SIGTERM.
+//! HEAD), the API version header on every answer, ranges on blobs, tag and catalog listings, spec
+//! error bodies, refused writes, fast refusal of TLS, persistent connections, only verified bytes
+//! served after chunk files change on disk, and a clean exit on SIGTERM.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use jackal_tests::injector::Injector;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Fixture;
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
 fn error_code(response: &Response) -> String {
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
@@ -23,6 +26,8 @@ async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Resu
 
     let base = http::get(address, "/v2/", &[]).await?;
     assert_eq!((base.status, base.text().as_str()), (200, "{}"));
+    // Clients (docker, containerd) check this header on `/v2/` to know they face a registry.
+    assert_eq!(base.header(API_VERSION.0), Some(API_VERSION.1));
 
     for image in &fixture.images {
         let (_, path) = image.reference.split_once('/').unwrap_or_default();
@@ -50,6 +55,7 @@ async fn manifests_are_served_with_their_media_type_and_digest() -> anyhow::Resu
                 top
             );
             assert_eq!(response.body.is_empty(), method == "HEAD", "{method} body");
+            assert_eq!(response.header(API_VERSION.0), Some(API_VERSION.1));
         }
         // Also under the registry host as first path segment.
         let full = image
@@ -119,6 +125,7 @@ async fn blobs_are_served_whole_or_in_ranges() -> anyhow::Result<()> {
     assert_eq!(whole.body, bytes);
     assert_eq!(whole.header("docker-content-digest"), Some(layer.digest.as_str()));
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    assert_eq!(whole.header(API_VERSION.0), Some(API_VERSION.1));
 
     let head = http::request("HEAD", address, &path, &[], b"").await?;
     assert_eq!((head.status, head.body.len()), (200, 0));
@@ -201,6 +208,7 @@ async fn unknown_things_get_spec_errors_and_writes_are_refused() -> anyhow::Resu
             "GET {path}"
         );
         assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.header(API_VERSION.0), Some(API_VERSION.1), "GET {path}");
     }
     for (method, path) in [
         ("PUT", "/v2/jackaldev/multilayer/manifests/2.0"),
@@ -252,6 +260,78 @@ async fn tls_is_refused_at_once_and_connections_are_reused() -> anyhow::Result<(
     assert!(
         text.contains("Connection: keep-alive") && text.contains("repositories"),
         "{text}"
+    );
+    Ok(())
+}
+
+/// The kubelet updates a ConfigMap volume by renaming new files over the old ones: the injector
+/// keeps serving the bytes it verified (it holds the chunks open), and a chunk changed in place
+/// (which the kubelet never does) makes requests for its bytes fail rather than serve them.
+#[tokio::test]
+async fn chunks_changed_after_verification_are_never_served() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-swapped")?;
+    let chunks = fixture.chunks();
+    let injector = Injector::start(&chunks, fixture.summary.digest.as_str()).await?;
+    let address = injector.address.as_str();
+    let layer = fixture.images[0]
+        .blobs
+        .iter()
+        .max_by_key(|blob| blob.size)
+        .cloned()
+        .expect("the fixture image has blobs");
+    let path = format!("/v2/jackaldev/multilayer/blobs/{}", layer.digest);
+    let sha256 = |bytes: &[u8]| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+
+    // Keep a second name for every verified chunk, then swap new files in under every chunk name.
+    let held = fixture.scratch.path().join("held");
+    std::fs::create_dir_all(&held)?;
+    for number in 0..fixture.summary.chunks {
+        let name = jackal_core::payload::chunk_name(number);
+        std::fs::hard_link(chunks.join(&name), held.join(&name))?;
+        let length = std::fs::metadata(chunks.join(&name))?.len();
+        let swapped = chunks.join(format!("..{name}.new"));
+        std::fs::write(&swapped, vec![0x5a; usize::try_from(length)?])?;
+        std::fs::rename(&swapped, chunks.join(&name))?;
+    }
+    let whole = http::get(address, &path, &[]).await?;
+    assert_eq!(whole.status, 200);
+    assert_eq!(format!("sha256:{}", sha256(&whole.body)), layer.digest.as_str());
+    let manifest = http::get(address, "/v2/jackaldev/multilayer/manifests/1.0", &[]).await?;
+    assert_eq!(manifest.status, 200);
+    assert_eq!(
+        format!("sha256:{}", sha256(&manifest.body)),
+        fixture.images[0].digest.as_str()
+    );
+
+    // Now change the verified files themselves, in place (same size, one byte flipped). The
+    // injector notices by the modification time, which the kernel updates at clock-tick
+    // granularity: let a few ticks pass since the chunks were written.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for number in 0..fixture.summary.chunks {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(held.join(jackal_core::payload::chunk_name(number)))?;
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, 0)?;
+        file.write_all_at(&[byte[0] ^ 0xff], 0)?;
+    }
+    for method in ["GET", "HEAD"] {
+        let refused = http::request(method, address, &path, &[], b"").await?;
+        assert_eq!(refused.status, 500, "{method}");
+        assert_ne!(refused.body.get(..16), whole.body.get(..16), "{method}");
+    }
+    assert!(
+        injector.log().contains("changed after it was verified"),
+        "{}",
+        injector.log()
     );
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Bad payloads are refused before anything is served, with the message that names the fault:
-//! a corrupt, missing or reordered chunk, a wrong chunk count, and hostile archive entries.
+//! a corrupt, missing or reordered chunk, a wrong chunk count, hostile archive entries, a blob
+//! whose bytes do not match its name, a lone zero block and bytes after the end of the archive
+//! (each under a payload digest that matches, so the archive check itself must catch it).
 
 use std::path::Path;
 
@@ -162,5 +164,133 @@ async fn hostile_archives_are_refused_and_nothing_is_written() -> anyhow::Result
         assert!(!log.contains("serving"), "{name} was served: {log}");
         assert!(!outside.exists(), "{name} wrote outside the payload");
     }
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An archive entry: header, content, padding to the block.
+fn entry(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut bytes = raw_header(name, content.len(), b'0', "");
+    bytes.extend_from_slice(content);
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    bytes
+}
+
+#[tokio::test]
+async fn mislabelled_blobs_lone_zero_blocks_and_trailing_bytes_are_refused() -> anyhow::Result<()> {
+    let scratch = Scratch::new("injector-archive-ends")?;
+    let layout = entry("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index = entry("index.json", br#"{"schemaVersion":2,"manifests":[]}"#);
+    let end = [0u8; 1024];
+    let promised = format!("blobs/sha256/{}", sha256_hex(b"the real layer"));
+
+    let mislabelled = [
+        layout.clone(),
+        entry(&promised, b"evil bytes"),
+        index.clone(),
+        end.to_vec(),
+    ]
+    .concat();
+    let lone_zero = [layout.clone(), vec![0u8; 512], index.clone(), end.to_vec()].concat();
+    let trailing = [
+        layout.clone(),
+        index.clone(),
+        end.to_vec(),
+        vec![0u8; 100],
+        b"junk".to_vec(),
+    ]
+    .concat();
+    let appended = [layout.clone(), end.to_vec(), index.clone(), end.to_vec()].concat();
+    let cases = [
+        (
+            "mislabelled blob",
+            mislabelled,
+            format!(
+                "entry \"{promised}\" does not hold the blob its name promises: its bytes hash to sha256:{}",
+                sha256_hex(b"evil bytes")
+            ),
+        ),
+        (
+            "lone zero block",
+            lone_zero,
+            format!(
+                "a lone zero block at offset {} (after entry \"oci-layout\")",
+                layout.len()
+            ),
+        ),
+        (
+            "trailing bytes",
+            trailing,
+            format!(
+                "non-zero bytes at offset {}, after the end-of-archive marker",
+                layout.len() + index.len() + end.len() + 100
+            ),
+        ),
+        (
+            "an archive after the end marker",
+            appended,
+            format!(
+                "non-zero bytes at offset {}, after the end-of-archive marker",
+                layout.len() + end.len()
+            ),
+        ),
+    ];
+    for (case, archive, message) in cases {
+        let chunks = scratch.path().join("chunks");
+        let _ = std::fs::remove_dir_all(&chunks);
+        std::fs::create_dir_all(&chunks)?;
+        // Split in two chunks so the faults straddle a boundary no differently from real payloads.
+        let (first, second) = archive.split_at(700);
+        std::fs::write(chunks.join(chunk_name(0)), first)?;
+        std::fs::write(chunks.join(chunk_name(1)), second)?;
+        let digest = format!("sha256:{}", sha256_hex(&archive));
+        let (code, log) = verify(&chunks, &[&digest])?;
+        assert_eq!(code, 1, "{case}: {log}");
+        assert!(
+            log.contains(&format!("invalid payload archive: {message}")),
+            "{case}: {log}"
+        );
+        assert!(!log.contains("serving"), "{case} was served: {log}");
+    }
+    Ok(())
+}
+
+/// Every chunk stays open while served: the injector raises its soft open-file limit to the hard
+/// one by itself, and when even the hard limit is too low it says so instead of a bare errno.
+#[tokio::test]
+async fn an_open_file_limit_below_the_chunk_count_is_explained() -> anyhow::Result<()> {
+    let fixture = Fixture::new("injector-file-limit")?;
+    let digest = fixture.summary.digest.to_string();
+    let count = fixture.summary.chunks;
+    let limit = count / 2;
+    assert!(limit > 10, "the fixture should span many chunks, has {count}");
+    let run = |limits: String| -> anyhow::Result<(i32, String)> {
+        let output = std::process::Command::new("prlimit")
+            .arg(limits)
+            .arg(injector::binary()?)
+            .arg("--dir")
+            .arg(fixture.chunks())
+            .args(["--verify-only", &digest])
+            .output()?;
+        Ok((
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    };
+    // A soft limit below the chunk count is raised to the hard one.
+    let (code, log) = run(format!("--nofile={limit}:{}", count * 2))?;
+    assert_eq!(code, 0, "{log}");
+    // A hard limit below it is explained.
+    let (code, log) = run(format!("--nofile={limit}:{limit}"))?;
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "the hard open-file limit (RLIMIT_NOFILE) is below the {count} chunks"
+        )),
+        "{log}"
+    );
     Ok(())
 }

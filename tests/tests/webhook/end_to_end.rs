@@ -30,6 +30,8 @@ const SEED_NODE_PORT: u16 = 31998;
 /// Where the registry answers on the node: the address the test rules rewrite images to.
 const REGISTRY_NODE_PORT: u16 = 31999;
 
+/// A chunk ConfigMap, immutable as the bootstrap makes them: the injector verifies the chunks once,
+/// so they must never change under it (and the kubelet stops watching immutable ConfigMaps).
 fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
@@ -37,6 +39,7 @@ fn config_map(name: &str, key: &str, bytes: Vec<u8>) -> ConfigMap {
             ..ObjectMeta::default()
         },
         binary_data: Some(BTreeMap::from([(key.to_owned(), ByteString(bytes))])),
+        immutable: Some(true),
         ..ConfigMap::default()
     }
 }
