@@ -136,7 +136,8 @@ pub async fn fetch(
     } else {
         copy(&base.join(source), target)?
     };
-    if let Some(expected) = sha256
+    // Pins come as bare hex (Helm repository indexes, `files[].shasum`) or prefixed.
+    if let Some(expected) = sha256.map(|pin| pin.strip_prefix("sha256:").unwrap_or(pin))
         && !expected.eq_ignore_ascii_case(actual.hex())
     {
         let _ = std::fs::remove_file(target);

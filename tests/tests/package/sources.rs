@@ -129,7 +129,10 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
     let repository = scratch.path().join("repository");
     std::fs::create_dir_all(&repository)?;
     let chart = package_chart_directory(&demo().join("chart"), &repository)?;
-    let digest = jackal_core::package::checksums::file_sha256(&chart)?;
+    // A Helm repository index gives the chart's sha256 as bare hex.
+    let digest = jackal_core::package::checksums::file_sha256(&chart)?
+        .hex()
+        .to_owned();
     std::fs::write(
         repository.join("index.yaml"),
         format!(
@@ -182,7 +185,7 @@ async fn charts_come_from_helm_repositories_and_oci_registries() -> anyhow::Resu
     for name in ["from-repository", "from-oci"] {
         let stored = component.join(format!("charts/{name}.tgz"));
         assert_eq!(
-            jackal_core::package::checksums::file_sha256(&stored)?,
+            jackal_core::package::checksums::file_sha256(&stored)?.hex(),
             digest,
             "{name} is the chart that was published"
         );
