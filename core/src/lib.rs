@@ -14,6 +14,7 @@
 //!   Secrets, and error categories (retry, or give up until something changes).
 //! - [`transform`]: pure rewrite rules for image references, OCI and git URLs.
 
+pub mod bootstrap;
 pub mod layout;
 pub mod oci;
 pub mod package;

@@ -1,0 +1,11 @@
+//! Bootstrap: a cluster with no registry gets one, out of ConfigMaps and an image already on a
+//! node (ADR 0009). The same steps serve `kubectl jackal init` and the operator's `JackalInit`
+//! controller. This module holds the planning, pure and tested without a cluster:
+//! - [`seed`]: which node and borrowed image the injector runs in;
+//! - [`credentials`]: the registry's generated passwords and htpasswd file;
+//! - [`objects`]: every object bootstrap applies (payload and injector ConfigMaps, injector pod
+//!   and Service, the registry's Secret, Deployment and Service).
+
+pub mod credentials;
+pub mod objects;
+pub mod seed;
