@@ -3,6 +3,7 @@
 //! failure means to the caller ([`error`]).
 
 pub mod auth;
+pub mod copy;
 pub mod error;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! and the digests match; the protocol details hold; bad payloads are refused with the right message.
 
 mod clients;
+mod copy;
 mod protocol;
 mod refusals;
 
