@@ -4,8 +4,10 @@
 //! - [`seed`]: which node and borrowed image the injector runs in;
 //! - [`credentials`]: the registry's generated passwords and htpasswd file;
 //! - [`objects`]: every object bootstrap applies (payload and injector ConfigMaps, injector pod
-//!   and Service, the registry's Secret, Deployment and Service).
+//!   and Service, the registry's Secret, Deployment and Service);
+//! - [`steps`]: the steps that apply them, each idempotent.
 
 pub mod credentials;
 pub mod objects;
 pub mod seed;
+pub mod steps;

@@ -67,6 +67,16 @@ pub enum Architecture {
     Arm64,
 }
 
+impl Architecture {
+    /// The name Kubernetes nodes and OCI platforms use (`amd64`, `arm64`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
 /// The registry: run one in the cluster (the default) or use an existing one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use jackal_crds::names::{AGENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAMESPACE, REGISTRY_PULL_SECRET};
+use jackal_crds::names::{AGENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -69,11 +69,11 @@ fn seed_labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// An immutable ConfigMap holding `bytes` under the key `name` (a payload chunk or the injector).
-pub fn binary_config_map(name: &str, bytes: Vec<u8>) -> ConfigMap {
+pub fn binary_config_map(namespace: &str, name: &str, bytes: Vec<u8>) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
-            namespace: Some(NAMESPACE.to_owned()),
+            namespace: Some(namespace.to_owned()),
             labels: Some(seed_labels(&[])),
             ..ObjectMeta::default()
         },
@@ -86,6 +86,7 @@ pub fn binary_config_map(name: &str, bytes: Vec<u8>) -> ConfigMap {
 /// The injector pod: pinned to the placement's node, in the image borrowed there (never pulled),
 /// running the injector binary from its ConfigMap on the payload chunks.
 pub fn injector_pod(
+    namespace: &str,
     placement: &Placement,
     chunks: &[String],
     payload_digest: &str,
@@ -99,7 +100,7 @@ pub fn injector_pod(
         INJECTOR,
         json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": INJECTOR, "namespace": NAMESPACE, "labels": seed_labels(&[("app", INJECTOR), (AGENT_LABEL, "ignore")])},
+            "metadata": {"name": INJECTOR, "namespace": namespace, "labels": seed_labels(&[("app", INJECTOR), (AGENT_LABEL, "ignore")])},
             "spec": {
                 "nodeName": placement.node,
                 "restartPolicy": "Never",
@@ -131,6 +132,7 @@ pub fn injector_pod(
 
 /// A NodePort Service for the pods labelled `app`, on `node_port` (allocated when `None`).
 pub fn node_port_service(
+    namespace: &str,
     name: &str,
     app: &str,
     node_port: Option<i32>,
@@ -153,7 +155,7 @@ pub fn node_port_service(
         name,
         json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"type": "NodePort", "selector": {"app": app}, "ports": [port]},
         }),
     )
@@ -168,11 +170,11 @@ pub fn registry_config(http_secret: &str) -> String {
 }
 
 /// The registry's Secret: its configuration and htpasswd file.
-pub fn registry_secret(config: &str, htpasswd: &str) -> Secret {
+pub fn registry_secret(namespace: &str, config: &str, htpasswd: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(REGISTRY.to_owned()),
-            namespace: Some(NAMESPACE.to_owned()),
+            namespace: Some(namespace.to_owned()),
             labels: Some(BTreeMap::from([(
                 MANAGED_BY_LABEL.to_owned(),
                 MANAGED_BY_VALUE.to_owned(),
@@ -192,6 +194,7 @@ pub fn registry_secret(config: &str, htpasswd: &str) -> Secret {
 /// `replicas` pods, storing blobs in the claim `claim` or in an emptyDir. The Secret's checksum
 /// is in the pod template, so new credentials roll the pods.
 pub fn registry_deployment(
+    namespace: &str,
     image: &str,
     replicas: i32,
     claim: Option<&str>,
@@ -206,7 +209,7 @@ pub fn registry_deployment(
         REGISTRY,
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": REGISTRY, "namespace": NAMESPACE,
+            "metadata": {"name": REGISTRY, "namespace": namespace,
                          "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app": REGISTRY}},
             "spec": {
                 "replicas": replicas,
@@ -250,11 +253,13 @@ pub fn registry_deployment(
 
 #[cfg(test)]
 mod tests {
+    use jackal_crds::names::NAMESPACE;
+
     use super::*;
 
     #[test]
     fn payload_config_maps_are_immutable_labelled_for_cleanup_and_hold_one_key() {
-        let config_map = binary_config_map("payload-00003", vec![1, 2, 3]);
+        let config_map = binary_config_map(NAMESPACE, "payload-00003", vec![1, 2, 3]);
         assert_eq!(config_map.immutable, Some(true));
         let labels = config_map.metadata.labels.unwrap();
         assert_eq!(labels[INJECTOR_LABEL], INJECTOR_VALUE);
@@ -270,7 +275,7 @@ mod tests {
             size: 1,
         };
         let chunks = vec!["payload-00000".to_owned(), "payload-00001".to_owned()];
-        let pod = injector_pod(&placement, &chunks, "sha256:abc").unwrap();
+        let pod = injector_pod(NAMESPACE, &placement, &chunks, "sha256:abc").unwrap();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("node-a"));
         let container = &spec.containers[0];
@@ -295,11 +300,11 @@ mod tests {
 
     #[test]
     fn services_take_a_fixed_node_port_or_let_kubernetes_choose() {
-        let fixed = node_port_service(REGISTRY, REGISTRY, Some(31999), false).unwrap();
+        let fixed = node_port_service(NAMESPACE, REGISTRY, REGISTRY, Some(31999), false).unwrap();
         let port = &fixed.spec.unwrap().ports.unwrap()[0];
         assert_eq!(port.node_port, Some(31999));
         assert!(!fixed.metadata.labels.unwrap().contains_key(INJECTOR_LABEL));
-        let allocated = node_port_service(INJECTOR, INJECTOR, None, true).unwrap();
+        let allocated = node_port_service(NAMESPACE, INJECTOR, INJECTOR, None, true).unwrap();
         assert_eq!(allocated.spec.unwrap().ports.unwrap()[0].node_port, None);
         assert_eq!(allocated.metadata.labels.unwrap()[INJECTOR_LABEL], INJECTOR_VALUE);
     }
@@ -307,6 +312,7 @@ mod tests {
     #[test]
     fn the_registry_stores_on_its_claim_or_an_empty_dir_and_rolls_on_new_credentials() {
         let with_claim = registry_deployment(
+            NAMESPACE,
             "127.0.0.1:31999/docker.io/library/registry:3.1.2",
             2,
             Some("data"),
@@ -328,7 +334,7 @@ mod tests {
             "data"
         );
         assert_eq!(pod.image_pull_secrets.unwrap()[0].name, REGISTRY_PULL_SECRET);
-        let ephemeral = registry_deployment("seed/registry:3", 1, None, "c2").unwrap();
+        let ephemeral = registry_deployment(NAMESPACE, "seed/registry:3", 1, None, "c2").unwrap();
         let volumes = ephemeral.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         assert!(volumes[1].empty_dir.is_some());
     }
@@ -338,7 +344,7 @@ mod tests {
         let config = registry_config("s3cr3t");
         assert!(config.contains("secret: s3cr3t"), "{config}");
         assert!(config.contains("path: /etc/distribution/htpasswd"), "{config}");
-        let secret = registry_secret(&config, "jackal-push:$2b$...\n");
+        let secret = registry_secret(NAMESPACE, &config, "jackal-push:$2b$...\n");
         let data = secret.data.unwrap();
         assert_eq!(data["config.yml"].0, config.as_bytes());
         assert!(data.contains_key("htpasswd"));

@@ -1,0 +1,148 @@
+//! Bootstrap's steps (`jackal_core::bootstrap`) on the test cluster's real node, from nothing but
+//! ConfigMaps and an image already on the node: the payload ConfigMaps, the injector in the
+//! borrowed pause image, the registry pulling its image from the seed, the seed images copied in by
+//! Jackal's own code, the registry pulling its own image from itself, and cleanup by label. Run
+//! again, the steps change nothing.
+
+use std::time::Duration;
+
+use jackal_core::bootstrap::objects::{INJECTOR_LABEL, INJECTOR_VALUE, REGISTRY};
+use jackal_core::bootstrap::steps::{Bootstrap, Reach};
+use jackal_core::layout::Layout;
+use jackal_core::payload::SourceImage;
+use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec};
+use jackal_tests::{Cluster, http, injector};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::Api;
+use kube::api::ListParams;
+
+const REGISTRY_IMAGE: &str = "docker.io/library/registry:3.1.2";
+/// Not the usual 31999: the webhook's end-to-end test uses that one.
+const NODE_PORT: i32 = 31997;
+
+#[tokio::test]
+async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let namespace = cluster
+        .labelled_namespace("bootstrap", &[("jackal.dev/agent".into(), "ignore".into())])
+        .await?;
+    let layout = Layout::new(cluster.dir().join("images/layout"));
+    let bootstrap = Bootstrap {
+        client: cluster.client.clone(),
+        namespace: namespace.name.clone(),
+        spec: JackalInitSpec {
+            registry: RegistrySpec {
+                internal: Some(InternalRegistry {
+                    node_port: Some(NODE_PORT),
+                    ..InternalRegistry::default()
+                }),
+                external: None,
+            },
+            ..JackalInitSpec::default()
+        },
+        seed_images: vec![SourceImage {
+            layout: layout.clone(),
+            reference: REGISTRY_IMAGE.into(),
+        }],
+        registry_image: REGISTRY_IMAGE.into(),
+        injector_binary: injector::binary()?,
+        reach: Reach::NodePort,
+    };
+
+    let state = bootstrap.ensure_state().await?;
+    assert_eq!(state.registry.address, format!("127.0.0.1:{NODE_PORT}"));
+    assert_eq!(
+        bootstrap.ensure_state().await?,
+        state,
+        "the state is generated once"
+    );
+
+    let payload = bootstrap.write_payload().await?;
+    let config_maps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &namespace.name);
+    let seed_objects = ListParams::default().labels(&format!("{INJECTOR_LABEL}={INJECTOR_VALUE}"));
+    let written = config_maps.list(&seed_objects).await?.items;
+    assert_eq!(written.len(), payload.chunks.len());
+    for config_map in &written {
+        assert_eq!(config_map.immutable, Some(true));
+        let size: usize = config_map
+            .binary_data
+            .iter()
+            .flatten()
+            .map(|(_, bytes)| bytes.0.len())
+            .sum();
+        assert!(size < 1_000_000, "a ConfigMap holds {size} bytes");
+    }
+    assert_eq!(
+        bootstrap.write_payload().await?,
+        payload,
+        "writing again keeps the same chunks"
+    );
+
+    let seed = bootstrap.start_injector(&payload).await?;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &namespace.name);
+    let injector_pod = pods.get("jackal-injector").await?;
+    let image = injector_pod
+        .spec
+        .and_then(|spec| spec.containers[0].image.clone());
+    assert_eq!(
+        image.as_deref(),
+        Some("registry.k8s.io/pause:3.10"),
+        "the injector borrows the node's pause image"
+    );
+    let served = http::get(&seed, "/v2/", &[]).await?;
+    assert_eq!(served.status, 200);
+
+    bootstrap
+        .start_registry(&state, &format!("{seed}/{REGISTRY_IMAGE}"))
+        .await?;
+    let registry = state.registry.address.clone();
+    assert_eq!(
+        http::get(&registry, "/v2/", &[]).await?.status,
+        401,
+        "the registry demands a login"
+    );
+    let copied = bootstrap.push_images(&state, &seed).await?;
+    let expected = layout.find(REGISTRY_IMAGE)?.digest;
+    assert_eq!(copied[0].digest.as_ref(), Some(&expected));
+
+    bootstrap.self_host_registry(&state).await?;
+    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace.name);
+    let deployment = deployments.get(REGISTRY).await?;
+    let running = deployment
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|spec| spec.containers[0].image.clone());
+    assert_eq!(
+        running.as_deref(),
+        Some(format!("{registry}/{REGISTRY_IMAGE}").as_str()),
+        "the registry runs from its own image"
+    );
+
+    bootstrap.clean_up().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pods.get_opt("jackal-injector").await?.is_some() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the injector pod is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        config_maps.list(&seed_objects).await?.items.is_empty(),
+        "payload ConfigMaps left"
+    );
+    let services = Api::<Service>::namespaced(cluster.client.clone(), &namespace.name);
+    assert!(services.get_opt("jackal-injector").await?.is_none());
+
+    // Run again on the finished cluster: nothing changes.
+    let generation = deployments.get(REGISTRY).await?.metadata.generation;
+    assert_eq!(bootstrap.ensure_state().await?, state);
+    bootstrap.self_host_registry(&state).await?;
+    assert_eq!(
+        deployments.get(REGISTRY).await?.metadata.generation,
+        generation,
+        "a second run does not roll the registry"
+    );
+    Ok(())
+}
