@@ -18,6 +18,12 @@ pub struct Cli {
 pub enum Command {
     /// Print the plugin version and the Jackal API version it speaks.
     Version,
+    /// Bootstrap Jackal into the current cluster (KUBECONFIG): install the CRDs, the namespace and
+    /// the JackalInit, then seed a registry from ConfigMaps and an image already on a node, run
+    /// the permanent registry (htpasswd accounts, NodePort 31999), copy the seed images into it,
+    /// make it pull its own image, and remove every seed object. Safe to run again: it resumes a
+    /// half-done bootstrap and changes nothing on a finished one.
+    Init(InitArgs),
     /// Create, inspect, verify, publish and pull packages.
     #[command(subcommand)]
     Package(PackageCommand),
@@ -43,6 +49,24 @@ pub enum PackageCommand {
     /// Pull a package from a registry and write the package file (identical to the one
     /// published), or with --components only what those components need.
     Pull(PullArgs),
+}
+
+/// `init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The init package (`kubectl jackal package create packages/init`). Default:
+    /// jackal-init-<arch>-<version>.tar.zst next to this binary.
+    #[arg(long, value_name = "FILE")]
+    pub package: Option<PathBuf>,
+    /// The NodePort the registry answers on, as 127.0.0.1:<port> on every node.
+    #[arg(long, default_value_t = jackal_crds::names::DEFAULT_REGISTRY_NODE_PORT, value_parser = clap::value_parser!(i32).range(30000..=32767))]
+    pub registry_node_port: i32,
+    /// The namespace Jackal lives in.
+    #[arg(long, default_value = jackal_crds::names::NAMESPACE)]
+    pub namespace: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 /// `package publish`.

@@ -1,5 +1,6 @@
 //! The commands, each a thin layer over `jackal-core`.
 
+mod init;
 mod package;
 mod tools;
 
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Init(args) => init::run(args),
         Command::Package(command) => package::run(command),
         Command::Tools(command) => tools::run(command),
     }

@@ -191,7 +191,8 @@ pub fn registry_secret(namespace: &str, config: &str, htpasswd: &str) -> Secret 
 }
 
 /// The registry Deployment running `image` (first from the seed registry, then from itself),
-/// `replicas` pods, storing blobs in the claim `claim` or in an emptyDir. The Secret's checksum
+/// `replicas` pods, storing blobs in the claim `claim` or in an emptyDir (whose content a new pod
+/// does not inherit: bootstrap pushes the seed images again after the switch). The Secret's checksum
 /// is in the pod template, so new credentials roll the pods.
 pub fn registry_deployment(
     namespace: &str,
@@ -214,8 +215,10 @@ pub fn registry_deployment(
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app": REGISTRY}},
-                // One claim is mounted by one node at a time.
-                "strategy": {"type": if claim.is_some() { "Recreate" } else { "RollingUpdate" }},
+                // Always a new pod before the old one goes: a registry that changes its image
+                // pulls the new one from the old pod (when it becomes self-hosted, from itself).
+                // A ReadWriteOnce claim allows this on one node.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "template": {
                     "metadata": {"labels": {"app": REGISTRY, AGENT_LABEL: "ignore"},
                                  "annotations": {"jackal.dev/secret-checksum": secret_checksum}},
@@ -321,7 +324,13 @@ mod tests {
         .unwrap();
         let spec = with_claim.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
-        assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
+        let strategy = spec.strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(
+            strategy.rolling_update.unwrap().max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)),
+            "the old pod serves the new one its image"
+        );
         let template = spec.template;
         assert_eq!(
             template.metadata.unwrap().annotations.unwrap()["jackal.dev/secret-checksum"],

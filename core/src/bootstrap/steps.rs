@@ -188,7 +188,7 @@ impl Bootstrap {
             .await
             .map_err(api("read the state Secret"))?
         {
-            return parse_state(&existing);
+            return read_state(&existing);
         }
         let state = JackalState {
             registry: RegistryState {
@@ -225,7 +225,7 @@ impl Bootstrap {
                     .get(STATE_SECRET)
                     .await
                     .map_err(api("read the state Secret"))?;
-                parse_state(&existing)
+                read_state(&existing)
             }
             Err(error) => Err(api("create the state Secret")(error)),
         }
@@ -554,10 +554,66 @@ impl Bootstrap {
         Ok(copied)
     }
 
-    /// Points the registry at its own copy of its image and waits for the rollout.
-    pub async fn self_host_registry(&self, state: &JackalState) -> Result<(), StepError> {
+    /// Points the registry at its own copy of its image and waits for the rollout (the new pod
+    /// pulls the image from the old one). With the seed still running, its images are copied
+    /// again: a registry on an emptyDir starts its new pod empty.
+    pub async fn self_host_registry(&self, state: &JackalState, seed: Option<&str>) -> Result<(), StepError> {
         let image = self.self_hosted_image(state)?;
-        self.start_registry(state, &image).await
+        self.start_registry(state, &image).await?;
+        if let Some(seed) = seed {
+            self.push_images(state, seed).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether bootstrap is done but for cleanup: the registry Deployment runs its own image,
+    /// is rolled out, and serves that image. Then there is nothing to seed.
+    pub async fn registry_is_self_hosted(&self, state: &JackalState) -> Result<bool, StepError> {
+        let image = self.self_hosted_image(state)?;
+        let Some(deployment) = self
+            .api::<Deployment>()
+            .get_opt(REGISTRY)
+            .await
+            .map_err(api("read the registry Deployment"))?
+        else {
+            return Ok(false);
+        };
+        let running = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.as_ref())
+            .and_then(|spec| spec.containers.first())
+            .and_then(|container| container.image.as_deref());
+        let available = deployment
+            .status
+            .as_ref()
+            .and_then(|status| status.available_replicas)
+            .unwrap_or(0)
+            > 0;
+        if running != Some(image.as_str()) || !available {
+            return Ok(false);
+        }
+        let registry = &state.registry;
+        let access = Access {
+            credentials: DockerConfig::with_basic(
+                &registry.address,
+                &registry.pull_username,
+                registry.pull_password.expose(),
+            ),
+            insecure: Vec::new(),
+        };
+        let reference: oci_client::Reference = image
+            .parse()
+            .map_err(|error| StepError::Invalid(format!("{image}: {error}")))?;
+        let client = access.client(std::slice::from_ref(&registry.address));
+        let found = client
+            .pull_manifest_raw(
+                &reference,
+                &access.auth(&registry.address),
+                &crate::oci::media_type::IMAGE_MANIFESTS,
+            )
+            .await;
+        Ok(found.is_ok())
     }
 
     /// Deletes every injector object (pod, Service, payload and binary ConfigMaps) by label.
@@ -698,7 +754,8 @@ async fn wait_serving(address: &str, path: &str, what: &str) -> Result<(), StepE
     }
 }
 
-fn parse_state(secret: &Secret) -> Result<JackalState, StepError> {
+/// The state held in the state Secret.
+pub fn read_state(secret: &Secret) -> Result<JackalState, StepError> {
     let data = secret
         .data
         .as_ref()

@@ -2,7 +2,9 @@
 //! ConfigMaps and an image already on the node: the payload ConfigMaps, the injector in the
 //! borrowed pause image, the registry pulling its image from the seed, the seed images copied in by
 //! Jackal's own code, the registry pulling its own image from itself, and cleanup by label. Run
-//! again, the steps change nothing.
+//! again, the steps change nothing. `init` runs the same through the plugin.
+
+mod init;
 
 use std::time::Duration;
 
@@ -106,7 +108,7 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
     let expected = layout.find(REGISTRY_IMAGE)?.digest;
     assert_eq!(copied[0].digest.as_ref(), Some(&expected));
 
-    bootstrap.self_host_registry(&state).await?;
+    bootstrap.self_host_registry(&state, Some(&seed)).await?;
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace.name);
     let deployment = deployments.get(REGISTRY).await?;
     let running = deployment
@@ -117,6 +119,29 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
         running.as_deref(),
         Some(format!("{registry}/{REGISTRY_IMAGE}").as_str()),
         "the registry runs from its own image"
+    );
+    // ... and still holds it after the switch to a new pod.
+    let access = jackal_core::registry::Access {
+        credentials: jackal_core::registry::DockerConfig::with_basic(
+            &registry,
+            &state.registry.pull_username,
+            state.registry.pull_password.expose(),
+        ),
+        insecure: Vec::new(),
+    };
+    let client = access.client(std::slice::from_ref(&registry));
+    let reference: oci_client::Reference = format!("{registry}/{REGISTRY_IMAGE}").parse()?;
+    let (_, stored) = client
+        .pull_manifest_raw(
+            &reference,
+            &access.auth(&registry),
+            &jackal_core::oci::media_type::IMAGE_MANIFESTS,
+        )
+        .await?;
+    assert_eq!(
+        stored,
+        expected.as_str(),
+        "the registry image is in the self-hosted registry"
     );
 
     bootstrap.clean_up().await?;
@@ -138,7 +163,7 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
     // Run again on the finished cluster: nothing changes.
     let generation = deployments.get(REGISTRY).await?.metadata.generation;
     assert_eq!(bootstrap.ensure_state().await?, state);
-    bootstrap.self_host_registry(&state).await?;
+    bootstrap.self_host_registry(&state, None).await?;
     assert_eq!(
         deployments.get(REGISTRY).await?.metadata.generation,
         generation,

@@ -1,0 +1,208 @@
+//! `kubectl jackal init`: installs what the cluster needs to know about Jackal (CRDs, namespace,
+//! `JackalInit`), then runs the bootstrap steps of `jackal_core::bootstrap` one by one, saying
+//! what each does and how long it took. Every step is idempotent, so running it again resumes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use jackal_core::bootstrap::package::InitPackage;
+use jackal_core::bootstrap::steps::{Bootstrap, Reach};
+use jackal_crds::JackalInit;
+use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec};
+use jackal_crds::names::INIT_NAME;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+use crate::cli::InitArgs;
+
+/// The CRDs, as generated from the Rust types (`make generate`).
+const CRDS: [(&str, &str); 2] = [
+    (
+        "jackalinits.jackal.dev",
+        include_str!("../../../charts/jackal/crds/jackalinits.jackal.dev.yaml"),
+    ),
+    (
+        "jackalpackages.jackal.dev",
+        include_str!("../../../charts/jackal/crds/jackalpackages.jackal.dev.yaml"),
+    ),
+];
+/// Field manager of what the plugin applies.
+const FIELD_MANAGER: &str = "kubectl-jackal";
+
+/// Runs `init`.
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let package = match &args.package {
+        Some(path) => path.clone(),
+        None => default_package()?,
+    };
+    let work = std::env::temp_dir().join(format!("jackal-init-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let opened = InitPackage::open(&package, &work);
+    let result = opened.map_err(anyhow::Error::from).and_then(|init_package| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let timeout = Duration::from_secs(args.timeout);
+        runtime.block_on(async {
+            tokio::time::timeout(timeout, bootstrap(&args, init_package))
+                .await
+                .with_context(|| format!("init did not finish within {} s (--timeout)", args.timeout))?
+        })
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// `jackal-init-<arch>-<version>.tar.zst` next to this binary.
+fn default_package() -> anyhow::Result<PathBuf> {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let name = format!("jackal-init-{architecture}-{}.tar.zst", env!("CARGO_PKG_VERSION"));
+    let binary = std::env::current_exe().context("failed to find this binary's directory")?;
+    let candidate = binary.parent().unwrap_or(Path::new(".")).join(&name);
+    anyhow::ensure!(
+        candidate.is_file(),
+        "no init package: looked for {} (build one with `kubectl jackal package create packages/init`, then pass it with --package FILE)",
+        candidate.display()
+    );
+    Ok(candidate)
+}
+
+async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("failed to connect to the Kubernetes API (KUBECONFIG)")?;
+    let started = Instant::now();
+    let spec = install(&client, args).await?;
+    let steps = Bootstrap {
+        client,
+        namespace: args.namespace.clone(),
+        spec,
+        seed_images: package.seed_images(),
+        registry_image: package.registry_image.clone(),
+        injector_binary: package.injector_binary.clone(),
+        reach: Reach::NodePort,
+    };
+    let state = stage("cluster state (registry accounts)", steps.ensure_state()).await?;
+    let done = stage(
+        "look for a running registry",
+        steps.registry_is_self_hosted(&state),
+    )
+    .await?;
+    if done {
+        eprintln!("        the registry runs from its own image: nothing to seed");
+        let image = steps
+            .self_hosted_image(&state)
+            .context("the registry image has no place in the registry")?;
+        stage("registry settings", steps.start_registry(&state, &image)).await?;
+        stage("cleanup of the seed objects", steps.clean_up()).await?;
+        eprintln!(
+            "jackal is initialised (nothing changed) in {:.1} s: registry at {} (namespace {})",
+            started.elapsed().as_secs_f64(),
+            state.registry.address,
+            args.namespace
+        );
+        println!("{}", state.registry.address);
+        return Ok(());
+    }
+    let payload = stage("seed payload into ConfigMaps", steps.write_payload()).await?;
+    eprintln!(
+        "        {} chunks, payload {}",
+        payload.chunks.len(),
+        payload.digest
+    );
+    let seed = stage("seed registry (injector)", steps.start_injector(&payload)).await?;
+    let seed_image = format!("{seed}/{}", package.registry_image);
+    stage(
+        "registry from the seed",
+        steps.start_registry(&state, &seed_image),
+    )
+    .await?;
+    let copied = stage("seed images into the registry", steps.push_images(&state, &seed)).await?;
+    let (pushed, bytes) = copied.iter().fold((0, 0), |(blobs, bytes), copy| {
+        (blobs + copy.pushed, bytes + copy.bytes)
+    });
+    eprintln!("        {pushed} blobs ({bytes} bytes) pushed");
+    stage(
+        "registry from its own image",
+        steps.self_host_registry(&state, Some(&seed)),
+    )
+    .await?;
+    stage("cleanup of the seed objects", steps.clean_up()).await?;
+    eprintln!(
+        "jackal is initialised in {:.1} s: registry at {} (namespace {})",
+        started.elapsed().as_secs_f64(),
+        state.registry.address,
+        args.namespace
+    );
+    println!("{}", state.registry.address);
+    Ok(())
+}
+
+/// Runs one step, printing its name before and its duration after.
+async fn stage<T, E>(name: &str, step: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    eprintln!("[init] {name}");
+    let started = Instant::now();
+    let result = step.await.with_context(|| format!("{name} failed"))?;
+    eprintln!("        done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(result)
+}
+
+/// Applies the CRDs and the namespace, and creates the `JackalInit` unless one exists (a user's or
+/// a GitOps tool's spec is kept); returns the spec in force.
+async fn install(client: &Client, args: &InitArgs) -> anyhow::Result<JackalInitSpec> {
+    eprintln!("[init] CRDs, namespace {} and the JackalInit", args.namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for (name, yaml) in CRDS {
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(yaml).with_context(|| format!("the embedded CRD {name} is not valid"))?;
+        crds.patch(name, &params, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("failed to apply the CRD {name}"))?;
+    }
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": args.namespace, "labels": {jackal_crds::names::MANAGED_BY_LABEL: jackal_crds::names::MANAGED_BY_VALUE}},
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .patch(&args.namespace, &params, &Patch::Apply(&namespace))
+        .await
+        .with_context(|| format!("failed to apply the namespace {}", args.namespace))?;
+    let inits = Api::<JackalInit>::all(client.clone());
+    // A CRD just created takes a moment before its resources can be served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let existing = loop {
+        match inits.get_opt(INIT_NAME).await {
+            Ok(existing) => break existing,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(error) => return Err(error).context("failed to read the JackalInit"),
+        }
+    };
+    if let Some(existing) = existing {
+        return Ok(existing.spec);
+    }
+    let spec = JackalInitSpec {
+        registry: RegistrySpec {
+            internal: Some(InternalRegistry {
+                node_port: Some(args.registry_node_port),
+                ..InternalRegistry::default()
+            }),
+            external: None,
+        },
+        ..JackalInitSpec::default()
+    };
+    let init = JackalInit::new(INIT_NAME, spec.clone());
+    inits
+        .create(&PostParams::default(), &init)
+        .await
+        .context("failed to create the JackalInit")?;
+    Ok(spec)
+}
