@@ -1,5 +1,5 @@
 # Entry points. Every target is a thin wrapper over a script that also works on its own.
-.PHONY: demo test down generate fmt lint injector bench
+.PHONY: demo test down generate fmt lint injector operator-image bench
 
 ## demo: bring the air-gapped test cluster up and run Jackal's main job on it (left running)
 demo:
@@ -12,6 +12,10 @@ test:
 ## injector: build the injector as shipped (static musl, size profile) and check its size budget
 injector:
 	scripts/injector-size
+
+## operator-image: build the operator image offline (OCI layout) and push it to the connected registry
+operator-image:
+	scripts/operator-image
 
 ## bench: benchmarks, each printed beside a reference tool measured in the same run
 bench:

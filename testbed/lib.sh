@@ -144,3 +144,11 @@ wait_for() {
     done
     say "$what is ready"
 }
+
+# Where scripts/operator-image writes the operator image (layout/, archives/, images.txt): beside
+# the Rust build it comes from, since it depends on our sources and not on pinned versions.
+operator_image_dir() {
+    local target=${CARGO_TARGET_DIR:-$(dirname "$TESTBED_ROOT")/target}
+    case "$target" in /*) ;; *) target=$(dirname "$TESTBED_ROOT")/$target ;; esac
+    echo "$target/operator-image"
+}

@@ -325,6 +325,20 @@ EOF
     require connected-registry 30 curl -fsS --max-time 2 "http://$CONNECTED_REGISTRY/v2/"
     "$BIN_DIR/mkimages" push -layout "$(tools_build_dir)/images/layout" -registry "$CONNECTED_REGISTRY" >/dev/null
     say "connected registry $CONNECTED_REGISTRY holds: $(cut -d' ' -f1 "$(tools_build_dir)/images/images.txt" | tr '\n' ' ')"
+    push_operator_image
+}
+
+# The operator image comes from our Rust sources (scripts/operator-image builds it); when it has
+# been built, the connected registry holds it too, like any other image a package pulls.
+push_operator_image() {
+    local dir
+    dir=$(operator_image_dir)
+    if [ ! -f "$dir/images.txt" ]; then
+        say "no operator image built yet (scripts/operator-image builds and pushes it)"
+        return 0
+    fi
+    "$BIN_DIR/mkimages" push -layout "$dir/layout" -registry "$CONNECTED_REGISTRY" >/dev/null
+    say "connected registry $CONNECTED_REGISTRY holds: $(cut -d' ' -f1 "$dir/images.txt")"
 }
 
 # --- what is left when the processes are gone ------------------------------------------------

@@ -4,6 +4,12 @@
 //	mkimages build -bin DIR -out DIR   write OUT/layout (one OCI layout with every image),
 //	                                   OUT/archives/<name>.tar (one OCI archive per image, for
 //	                                   `ctr images import`) and OUT/images.txt (reference and digest)
+//	mkimages image -ref REFERENCE -file SRC:DEST:MODE... [-entrypoint ARG]... [-cmd ARG]...
+//	               [-label KEY=VALUE]... [-user UID:GID] -out DIR
+//	                                   assemble one single-layer image from the given files (SRC a
+//	                                   host path, DEST its absolute path in the image, MODE octal)
+//	                                   and replace DIR with the same three outputs as build (used
+//	                                   for the operator image, whose files come from our Rust build)
 //	mkimages push -layout DIR -registry HOST:PORT
 //	                                   push every image of the layout to HOST:PORT (plain HTTP),
 //	                                   keeping its repository path and tag
@@ -22,6 +28,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,11 +45,12 @@ import (
 // epoch is the timestamp of every file and image: fixed, so digests only depend on content.
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// file is one file of an image: content from a built binary or inline.
+// file is one file of an image: content from a built binary, a host file or inline.
 type file struct {
 	path   string // absolute path in the image
-	binary string // name of a binary in -bin, or "" for inline content
-	inline string
+	binary string // name of a binary in -bin, or ""
+	source string // a host file (mkimages image), or ""
+	inline string // content when binary and source are both ""
 	mode   int64
 }
 
@@ -56,6 +64,7 @@ type image struct {
 	user       string
 	ports      []string
 	volumes    []string
+	labels     map[string]string
 }
 
 const registryConfig = `version: 0.1
@@ -102,7 +111,7 @@ var images = []image{
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: mkimages build -bin DIR -out DIR | mkimages push -layout DIR -registry HOST:PORT")
+		fmt.Fprintln(os.Stderr, "usage: mkimages build -bin DIR -out DIR | mkimages image -ref REF -file SRC:DEST:MODE... -out DIR | mkimages push -layout DIR -registry HOST:PORT")
 		os.Exit(2)
 	}
 	var err error
@@ -113,6 +122,8 @@ func main() {
 		out := flags.String("out", "", "output directory")
 		_ = flags.Parse(os.Args[2:])
 		err = build(*bin, *out)
+	case "image":
+		err = singleImage(os.Args[2:])
 	case "push":
 		flags := flag.NewFlagSet("push", flag.ExitOnError)
 		layoutDir := flags.String("layout", "", "OCI layout written by build")
@@ -132,6 +143,85 @@ func build(bin, out string) error {
 	if bin == "" || out == "" {
 		return fmt.Errorf("build needs -bin and -out")
 	}
+	return writeImages(images, bin, out)
+}
+
+// repeated is a flag that may be given several times.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// singleImage is `mkimages image`: one image from host files, described entirely by flags, written
+// to a fresh directory that then replaces -out (so a rerun never appends to an old layout).
+func singleImage(args []string) error {
+	flags := flag.NewFlagSet("image", flag.ExitOnError)
+	var files, entrypoint, command, labels repeated
+	reference := flags.String("ref", "", "the image reference, e.g. docker.io/jackaldev/jackal-operator:0.1.0")
+	user := flags.String("user", "", "UID:GID the image runs as")
+	out := flags.String("out", "", "output directory (replaced)")
+	flags.Var(&files, "file", "SRC:DEST:MODE, a host file, its absolute path in the image and its octal mode (repeatable)")
+	flags.Var(&entrypoint, "entrypoint", "one entrypoint argument (repeatable)")
+	flags.Var(&command, "cmd", "one default command argument (repeatable)")
+	flags.Var(&labels, "label", "KEY=VALUE, an image label (repeatable)")
+	_ = flags.Parse(args)
+	if *reference == "" || *out == "" || len(files) == 0 {
+		return fmt.Errorf("image needs -ref, -out and at least one -file")
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("image: unexpected argument %q", flags.Arg(0))
+	}
+	if _, err := name.ParseReference(*reference, name.StrictValidation); err != nil {
+		return fmt.Errorf("image: -ref %q: %w", *reference, err)
+	}
+	spec := image{reference: *reference, entrypoint: entrypoint, command: command, user: *user, labels: map[string]string{}}
+	seen := map[string]bool{}
+	for _, entry := range files {
+		parts := strings.Split(entry, ":")
+		if len(parts) != 3 || !strings.HasPrefix(parts[1], "/") {
+			return fmt.Errorf("image: -file %q is not SRC:/DEST:MODE", entry)
+		}
+		mode, err := strconv.ParseInt(parts[2], 8, 64)
+		if err != nil || mode < 0 || mode > 0o7777 {
+			return fmt.Errorf("image: -file %q has no octal mode", entry)
+		}
+		if seen[parts[1]] {
+			return fmt.Errorf("image: %s is given twice", parts[1])
+		}
+		seen[parts[1]] = true
+		spec.files = append(spec.files, file{path: parts[1], source: parts[0], mode: mode})
+	}
+	for _, label := range labels {
+		key, value, ok := strings.Cut(label, "=")
+		if !ok || key == "" {
+			return fmt.Errorf("image: -label %q is not KEY=VALUE", label)
+		}
+		spec.labels[key] = value
+	}
+	target := filepath.Clean(*out)
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(filepath.Dir(target), "."+filepath.Base(target)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+	if err := writeImages([]image{spec}, "", staging); err != nil {
+		return err
+	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return err
+	}
+	return os.Rename(staging, target)
+}
+
+// writeImages writes OUT/layout (every image), OUT/archives/<name>.tar (one OCI archive per
+// image) and OUT/images.txt (reference, digest, archive name per line).
+func writeImages(specs []image, bin, out string) error {
 	combined, err := layout.Write(filepath.Join(out, "layout"), empty.Index)
 	if err != nil {
 		return err
@@ -140,7 +230,7 @@ func build(bin, out string) error {
 		return err
 	}
 	var listing strings.Builder
-	for _, spec := range images {
+	for _, spec := range specs {
 		img, err := assemble(spec, bin)
 		if err != nil {
 			return fmt.Errorf("image %s: %w", spec.reference, err)
@@ -206,6 +296,9 @@ func assemble(spec image, bin string) (v1.Image, error) {
 	config.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, spec.env...)
 	config.Config.User = spec.user
 	config.Config.WorkingDir = "/"
+	if len(spec.labels) > 0 {
+		config.Config.Labels = spec.labels
+	}
 	if len(spec.ports) > 0 {
 		config.Config.ExposedPorts = map[string]struct{}{}
 		for _, port := range spec.ports {
@@ -242,11 +335,15 @@ func layerBytes(files []file, bin string) ([]byte, error) {
 			}
 		}
 		content := []byte(f.inline)
-		if f.binary != "" {
-			var err error
-			if content, err = os.ReadFile(filepath.Join(bin, f.binary)); err != nil {
-				return nil, err
-			}
+		var err error
+		switch {
+		case f.binary != "":
+			content, err = os.ReadFile(filepath.Join(bin, f.binary))
+		case f.source != "":
+			content, err = os.ReadFile(f.source)
+		}
+		if err != nil {
+			return nil, err
 		}
 		header := &tar.Header{Typeflag: tar.TypeReg, Name: relative, Mode: f.mode, Size: int64(len(content)), ModTime: epoch, Format: tar.FormatPAX}
 		if err := writer.WriteHeader(header); err != nil {
