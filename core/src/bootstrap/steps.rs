@@ -25,7 +25,7 @@ use super::objects::{self, INJECTOR, INJECTOR_LABEL, INJECTOR_VALUE, REGISTRY};
 use super::seed::{self, Placement};
 use crate::oci::Digest;
 use crate::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
-use crate::registry::copy::{Copied, copy_image};
+use crate::registry::copy::{Copied, copy_image, push_from_layout};
 use crate::registry::{Access, DockerConfig, ErrorCategory};
 use crate::transform::image::to_internal;
 
@@ -76,6 +76,9 @@ pub enum StepError {
     /// An image could not be copied.
     #[error(transparent)]
     Copy(#[from] crate::registry::copy::CopyError),
+    /// An image could not be pushed from the package.
+    #[error(transparent)]
+    Push(#[from] crate::registry::copy::PushError),
     /// A stored object holds something unusable.
     #[error("{0}")]
     Invalid(String),
@@ -94,6 +97,7 @@ impl StepError {
             Self::Placement(_) | Self::Invalid(_) => ErrorCategory::Invalid,
             Self::NotReady { .. } | Self::Credentials(_) => ErrorCategory::Transient,
             Self::Copy(error) => error.category(),
+            Self::Push(error) => error.category(),
         }
     }
 }
@@ -552,6 +556,40 @@ impl Bootstrap {
             copied.push(copy_image(&parse(&source)?, &parse(&target)?, &access).await?);
         }
         Ok(copied)
+    }
+
+    /// Pushes the images of the init package's layout that did not travel through ConfigMaps
+    /// (the operator's among them) into the registry.
+    pub async fn push_package_images(
+        &self,
+        state: &JackalState,
+        layout: &crate::layout::Layout,
+        images: &[String],
+    ) -> Result<Vec<Copied>, StepError> {
+        let registry = &state.registry;
+        let access = Access {
+            credentials: DockerConfig::with_basic(
+                &registry.address,
+                &registry.push_username,
+                registry.push_password.expose(),
+            ),
+            insecure: Vec::new(),
+        };
+        let seeded: Vec<&str> = self
+            .seed_images
+            .iter()
+            .map(|image| image.reference.as_str())
+            .collect();
+        let mut pushed = Vec::new();
+        for image in images.iter().filter(|image| !seeded.contains(&image.as_str())) {
+            let target = to_internal(image, &registry.address)
+                .map_err(|error| StepError::Invalid(error.to_string()))?;
+            let target: oci_client::Reference = target
+                .parse()
+                .map_err(|error| StepError::Invalid(format!("{target}: {error}")))?;
+            pushed.push(push_from_layout(layout, image, &target, &access).await?);
+        }
+        Ok(pushed)
     }
 
     /// Points the registry at its own copy of its image and waits for the rollout (the new pod

@@ -1,7 +1,8 @@
 //! Copying an image from one registry to another, as it is: the same manifest bytes (so the same
 //! digests), every platform of an index, blobs streamed from source to target (never held in
 //! memory) and skipped when the target already has them. Bootstrap moves the seed images into the
-//! permanent registry with it; no external tool is involved.
+//! permanent registry with it, and the init package's other images from its OCI layout
+//! ([`push_from_layout`]); no external tool is involved.
 
 use futures::{StreamExt, TryStreamExt};
 use oci_client::Reference;
@@ -11,6 +12,7 @@ use oci_client::secrets::RegistryAuth;
 
 use super::Access;
 use super::error::{Categorize, ErrorCategory, RegistryError};
+use crate::layout::{Layout, LayoutError};
 use crate::oci::media_type::IMAGE_MANIFESTS;
 use crate::oci::{Digest, Document};
 
@@ -48,6 +50,140 @@ pub enum CopyError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Why an image could not be pushed from a layout.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The layout does not hold the image or a blob of it.
+    #[error("{what}: {source}")]
+    Layout {
+        /// The image.
+        what: String,
+        /// Why.
+        source: LayoutError,
+    },
+    /// A blob or manifest file could not be read.
+    #[error("{what}: failed to read {path}: {source}")]
+    Read {
+        /// The image.
+        what: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+}
+
+impl Categorize for PushError {
+    fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Layout { .. } => ErrorCategory::Invalid,
+            Self::Read { .. } => ErrorCategory::Io,
+            Self::Copy(error) => error.category(),
+        }
+    }
+}
+
+/// Pushes the image `reference` of `layout` to `target`: every platform of an index, blobs
+/// streamed from their files and skipped when present, the manifests' exact bytes.
+pub async fn push_from_layout(
+    layout: &Layout,
+    reference: &str,
+    target: &Reference,
+    access: &Access,
+) -> Result<Copied, PushError> {
+    let what = reference.to_owned();
+    let layout_error = |source| PushError::Layout {
+        what: what.clone(),
+        source,
+    };
+    let top = layout.find(reference).map_err(layout_error)?;
+    let client = access.client(&[target.resolve_registry().to_owned()]);
+    client
+        .store_auth_if_needed(target.resolve_registry(), &access.auth(target.resolve_registry()))
+        .await;
+    let read = |digest: &Digest| {
+        let path = layout.blob_path(digest);
+        std::fs::read(&path).map_err(|source| PushError::Read {
+            what: what.clone(),
+            path,
+            source,
+        })
+    };
+    let mut copied = Copied::default();
+    let bytes = bytes::Bytes::from(read(&top.digest)?);
+    let document = parse(&bytes, &top.digest, &what)?;
+    if document.is_index() {
+        for child in &document.manifests {
+            let child_bytes = match read(&child.digest) {
+                Ok(bytes) => bytes::Bytes::from(bytes),
+                // A package keeps the platforms it was made for; the index lists them all.
+                Err(PushError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let child_document = parse(&child_bytes, &child.digest, &what)?;
+            let child_target = target.clone_with_digest(child.digest.to_string());
+            push_blobs(
+                &client,
+                layout,
+                &child_target,
+                &child_document,
+                &what,
+                &mut copied,
+            )
+            .await?;
+            put_manifest(&client, &child_target, child_bytes, &child_document, &what).await?;
+        }
+    } else {
+        push_blobs(&client, layout, target, &document, &what, &mut copied).await?;
+    }
+    put_manifest(&client, target, bytes, &document, &what).await?;
+    copied.digest = Some(top.digest);
+    Ok(copied)
+}
+
+async fn push_blobs(
+    client: &Client,
+    layout: &Layout,
+    target: &Reference,
+    document: &Document,
+    what: &str,
+    copied: &mut Copied,
+) -> Result<(), PushError> {
+    for blob in document.blobs() {
+        let digest = blob.digest.as_str();
+        let exists = client
+            .blob_exists(target, digest)
+            .await
+            .map_err(|error| registry_error(&format!("look for blob {digest} of"), what, error))?;
+        if exists {
+            copied.skipped += 1;
+            continue;
+        }
+        let path = layout.blob_path(&blob.digest);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|source| PushError::Read {
+                what: what.to_owned(),
+                path: path.clone(),
+                source,
+            })?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+            .map_err(|error| oci_client::errors::OciDistributionError::GenericError(Some(error.to_string())));
+        client
+            .push_blob_stream(target, stream.boxed(), digest, Some(blob.size))
+            .await
+            .map_err(|error| registry_error(&format!("push blob {digest} of"), what, error))?;
+        copied.pushed += 1;
+        copied.bytes += blob.size;
+    }
+    Ok(())
 }
 
 impl Categorize for CopyError {

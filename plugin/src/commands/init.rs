@@ -132,6 +132,13 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
         steps.self_host_registry(&state, Some(&seed)),
     )
     .await?;
+    let images = &package.images;
+    let others = stage(
+        "the other init images into the registry",
+        steps.push_package_images(&state, &package.layout, images),
+    )
+    .await?;
+    eprintln!("        {} images", others.len());
     stage("cleanup of the seed objects", steps.clean_up()).await?;
     eprintln!(
         "jackal is initialised in {:.1} s: registry at {} (namespace {})",

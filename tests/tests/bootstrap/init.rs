@@ -104,6 +104,26 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         .digest;
     assert_eq!(manifest.status, 200);
     assert_eq!(manifest.header("docker-content-digest"), Some(expected.as_str()));
+    // The operator's image came from the package's layout, not through ConfigMaps.
+    let operator = http::request(
+        "HEAD",
+        &address,
+        "/v2/docker.io/jackaldev/jackal-operator/manifests/0.1.0",
+        &[
+            ("Authorization", login.as_str()),
+            (
+                "Accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+            ),
+        ],
+        b"",
+    )
+    .await?;
+    assert_eq!(operator.status, 200, "the operator image is in the registry");
+    assert!(
+        stages.contains("[init] the other init images into the registry"),
+        "{stages}"
+    );
     let config_maps = Api::<ConfigMap>::namespaced(cluster.client.clone(), &namespace.name);
     let seed_objects = ListParams::default().labels(&format!("{INJECTOR_LABEL}={INJECTOR_VALUE}"));
     assert!(config_maps.list(&seed_objects).await?.items.is_empty());
@@ -143,4 +163,18 @@ fn base64_login(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
+}
+
+#[test]
+fn the_init_package_names_the_operator_image_of_this_version() -> anyhow::Result<()> {
+    let definition = std::fs::read_to_string(repository_root().join("packages/init/jackal.yaml"))?;
+    let image = format!(
+        "docker.io/jackaldev/jackal-operator:{}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        definition.contains(&image),
+        "packages/init/jackal.yaml must name {image}"
+    );
+    Ok(())
 }
