@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use jackal_crds::names::{AGENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET};
+use jackal_crds::state::JackalState;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::seed::Placement;
+use crate::registry::DockerConfig;
 
 /// Label on every bootstrap object that is removed once the registry runs (the payload and
 /// injector ConfigMaps, the injector pod and Service): cleanup deletes by it, so nothing leaks
@@ -186,6 +188,35 @@ pub fn registry_secret(namespace: &str, config: &str, htpasswd: &str) -> Secret 
             ("config.yml".to_owned(), ByteString(config.as_bytes().to_vec())),
             ("htpasswd".to_owned(), ByteString(htpasswd.as_bytes().to_vec())),
         ])),
+        ..Secret::default()
+    }
+}
+
+/// The `kubernetes.io/dockerconfigjson` Secret workloads in `namespace` pull from the registry
+/// with (the read-only account). Bootstrap puts it into Jackal's namespace, the pull-Secret
+/// controller into every rewritten one.
+pub fn registry_pull_secret(namespace: &str, state: &JackalState) -> Secret {
+    let registry = &state.registry;
+    let config = DockerConfig::with_basic(
+        &registry.address,
+        &registry.pull_username,
+        registry.pull_password.expose(),
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(REGISTRY_PULL_SECRET.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_owned(),
+                MANAGED_BY_VALUE.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            ByteString(config.to_json()),
+        )])),
         ..Secret::default()
     }
 }

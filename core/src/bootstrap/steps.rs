@@ -76,9 +76,6 @@ pub enum StepError {
     /// An image could not be copied.
     #[error(transparent)]
     Copy(#[from] crate::registry::copy::CopyError),
-    /// An image could not be pushed from the package.
-    #[error(transparent)]
-    Push(#[from] crate::registry::copy::PushError),
     /// A stored object holds something unusable.
     #[error("{0}")]
     Invalid(String),
@@ -97,7 +94,6 @@ impl StepError {
             Self::Placement(_) | Self::Invalid(_) => ErrorCategory::Invalid,
             Self::NotReady { .. } | Self::Credentials(_) => ErrorCategory::Transient,
             Self::Copy(error) => error.category(),
-            Self::Push(error) => error.category(),
         }
     }
 }
@@ -479,29 +475,7 @@ impl Bootstrap {
         .await?;
         // The registry pulls its own image from itself once self-hosted: it needs the pull Secret
         // in this namespace too (the pull-Secret controller never writes here).
-        let pull = Secret {
-            metadata: ObjectMeta {
-                name: Some(REGISTRY_PULL_SECRET.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-            data: Some(
-                [(
-                    ".dockerconfigjson".to_owned(),
-                    ByteString(
-                        DockerConfig::with_basic(
-                            &registry.address,
-                            &registry.pull_username,
-                            registry.pull_password.expose(),
-                        )
-                        .to_json(),
-                    ),
-                )]
-                .into(),
-            ),
-            ..Secret::default()
-        };
+        let pull = objects::registry_pull_secret(&self.namespace, state);
         self.apply(&pull, REGISTRY_PULL_SECRET).await?;
         let internal = self.spec.registry.internal.clone().unwrap_or_default();
         let deployment = objects::registry_deployment(
@@ -536,14 +510,7 @@ impl Bootstrap {
     /// Copies every seed image from the seed registry into the registry.
     pub async fn push_images(&self, state: &JackalState, seed: &str) -> Result<Vec<Copied>, StepError> {
         let registry = &state.registry;
-        let access = Access {
-            credentials: DockerConfig::with_basic(
-                &registry.address,
-                &registry.push_username,
-                registry.push_password.expose(),
-            ),
-            insecure: Vec::new(),
-        };
+        let access = push_access(state);
         let mut copied = Vec::new();
         for image in &self.seed_images {
             let source = format!("{seed}/{}", image.reference);
@@ -567,14 +534,7 @@ impl Bootstrap {
         images: &[String],
     ) -> Result<Vec<Copied>, StepError> {
         let registry = &state.registry;
-        let access = Access {
-            credentials: DockerConfig::with_basic(
-                &registry.address,
-                &registry.push_username,
-                registry.push_password.expose(),
-            ),
-            insecure: Vec::new(),
-        };
+        let access = push_access(state);
         let seeded: Vec<&str> = self
             .seed_images
             .iter()
@@ -763,6 +723,19 @@ impl Bootstrap {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Ok(())
+    }
+}
+
+/// Registry access with the push account.
+fn push_access(state: &JackalState) -> Access {
+    let registry = &state.registry;
+    Access {
+        credentials: DockerConfig::with_basic(
+            &registry.address,
+            &registry.push_username,
+            registry.push_password.expose(),
+        ),
+        insecure: Vec::new(),
     }
 }
 

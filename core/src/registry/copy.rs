@@ -7,6 +7,7 @@
 use futures::{StreamExt, TryStreamExt};
 use oci_client::Reference;
 use oci_client::client::Client;
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 
@@ -50,12 +51,7 @@ pub enum CopyError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// Why an image could not be pushed from a layout.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// The layout does not hold the image or a blob of it.
+    /// The layout does not hold the image.
     #[error("{what}: {source}")]
     Layout {
         /// The image.
@@ -63,7 +59,7 @@ pub enum PushError {
         /// Why.
         source: LayoutError,
     },
-    /// A blob or manifest file could not be read.
+    /// A blob or manifest file of the layout could not be read.
     #[error("{what}: failed to read {path}: {source}")]
     Read {
         /// The image.
@@ -73,19 +69,6 @@ pub enum PushError {
         /// Why.
         source: std::io::Error,
     },
-    /// The registry refused or failed.
-    #[error(transparent)]
-    Copy(#[from] CopyError),
-}
-
-impl Categorize for PushError {
-    fn category(&self) -> ErrorCategory {
-        match self {
-            Self::Layout { .. } => ErrorCategory::Invalid,
-            Self::Read { .. } => ErrorCategory::Io,
-            Self::Copy(error) => error.category(),
-        }
-    }
 }
 
 /// Pushes the image `reference` of `layout` to `target`: every platform of an index, blobs
@@ -95,9 +78,9 @@ pub async fn push_from_layout(
     reference: &str,
     target: &Reference,
     access: &Access,
-) -> Result<Copied, PushError> {
+) -> Result<Copied, CopyError> {
     let what = reference.to_owned();
-    let layout_error = |source| PushError::Layout {
+    let layout_error = |source| CopyError::Layout {
         what: what.clone(),
         source,
     };
@@ -108,7 +91,7 @@ pub async fn push_from_layout(
         .await;
     let read = |digest: &Digest| {
         let path = layout.blob_path(digest);
-        std::fs::read(&path).map_err(|source| PushError::Read {
+        std::fs::read(&path).map_err(|source| CopyError::Read {
             what: what.clone(),
             path,
             source,
@@ -122,16 +105,16 @@ pub async fn push_from_layout(
             let child_bytes = match read(&child.digest) {
                 Ok(bytes) => bytes::Bytes::from(bytes),
                 // A package keeps the platforms it was made for; the index lists them all.
-                Err(PushError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(CopyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     continue;
                 }
                 Err(error) => return Err(error),
             };
             let child_document = parse(&child_bytes, &child.digest, &what)?;
             let child_target = target.clone_with_digest(child.digest.to_string());
-            push_blobs(
+            send_blobs(
                 &client,
-                layout,
+                Origin::Layout(layout),
                 &child_target,
                 &child_document,
                 &what,
@@ -141,49 +124,19 @@ pub async fn push_from_layout(
             put_manifest(&client, &child_target, child_bytes, &child_document, &what).await?;
         }
     } else {
-        push_blobs(&client, layout, target, &document, &what, &mut copied).await?;
+        send_blobs(
+            &client,
+            Origin::Layout(layout),
+            target,
+            &document,
+            &what,
+            &mut copied,
+        )
+        .await?;
     }
     put_manifest(&client, target, bytes, &document, &what).await?;
     copied.digest = Some(top.digest);
     Ok(copied)
-}
-
-async fn push_blobs(
-    client: &Client,
-    layout: &Layout,
-    target: &Reference,
-    document: &Document,
-    what: &str,
-    copied: &mut Copied,
-) -> Result<(), PushError> {
-    for blob in document.blobs() {
-        let digest = blob.digest.as_str();
-        let exists = client
-            .blob_exists(target, digest)
-            .await
-            .map_err(|error| registry_error(&format!("look for blob {digest} of"), what, error))?;
-        if exists {
-            copied.skipped += 1;
-            continue;
-        }
-        let path = layout.blob_path(&blob.digest);
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|source| PushError::Read {
-                what: what.to_owned(),
-                path: path.clone(),
-                source,
-            })?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
-            .map_err(|error| oci_client::errors::OciDistributionError::GenericError(Some(error.to_string())));
-        client
-            .push_blob_stream(target, stream.boxed(), digest, Some(blob.size))
-            .await
-            .map_err(|error| registry_error(&format!("push blob {digest} of"), what, error))?;
-        copied.pushed += 1;
-        copied.bytes += blob.size;
-    }
-    Ok(())
 }
 
 impl Categorize for CopyError {
@@ -191,6 +144,8 @@ impl Categorize for CopyError {
         match self {
             Self::Registry { source, .. } => source.category,
             Self::Corrupt { .. } => ErrorCategory::Integrity,
+            Self::Layout { .. } => ErrorCategory::Invalid,
+            Self::Read { .. } => ErrorCategory::Io,
         }
     }
 }
@@ -221,9 +176,9 @@ pub async fn copy_image(
             let child_target = target.clone_with_digest(child.digest.to_string());
             let (child_bytes, child_digest) = manifest(&client, &child_source, &source_auth, &what).await?;
             let child_document = parse(&child_bytes, &child_digest, &what)?;
-            copy_blobs(
+            send_blobs(
                 &client,
-                &child_source,
+                Origin::Registry(&child_source),
                 &child_target,
                 &child_document,
                 &what,
@@ -233,7 +188,15 @@ pub async fn copy_image(
             put_manifest(&client, &child_target, child_bytes, &child_document, &what).await?;
         }
     } else {
-        copy_blobs(&client, source, target, &document, &what, &mut copied).await?;
+        send_blobs(
+            &client,
+            Origin::Registry(source),
+            target,
+            &document,
+            &what,
+            &mut copied,
+        )
+        .await?;
     }
     put_manifest(&client, target, bytes, &document, &what).await?;
     copied.digest = Some(digest);
@@ -269,10 +232,20 @@ fn parse(bytes: &[u8], digest: &Digest, what: &str) -> Result<Document, CopyErro
     })
 }
 
-/// Streams every blob of a manifest the target lacks.
-async fn copy_blobs(
+/// Where blobs come from.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// Another registry, the image at this reference.
+    Registry(&'a Reference),
+    /// An OCI layout's blob files.
+    Layout(&'a Layout),
+}
+
+/// Streams every blob of a manifest the target lacks from `origin` (a registry's bytes are
+/// checked against their digest by the client as they stream through).
+async fn send_blobs(
     client: &Client,
-    source: &Reference,
+    origin: Origin<'_>,
     target: &Reference,
     document: &Document,
     what: &str,
@@ -288,22 +261,39 @@ async fn copy_blobs(
             copied.skipped += 1;
             continue;
         }
-        let descriptor = OciDescriptor {
-            media_type: blob.media_type.clone(),
-            digest: digest.to_owned(),
-            size: i64::try_from(blob.size).unwrap_or(i64::MAX),
-            ..OciDescriptor::default()
-        };
         let action = format!("copy blob {digest} of");
-        // The client checks the bytes against the digest as they stream through.
-        let stream = client
-            .pull_blob_stream(source, &descriptor)
-            .await
-            .map_err(|error| registry_error(&action, what, error))?
-            .stream
-            .map_err(|error| oci_client::errors::OciDistributionError::GenericError(Some(error.to_string())));
+        let stream = match origin {
+            Origin::Registry(source) => {
+                let descriptor = OciDescriptor {
+                    media_type: blob.media_type.clone(),
+                    digest: digest.to_owned(),
+                    size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+                    ..OciDescriptor::default()
+                };
+                client
+                    .pull_blob_stream(source, &descriptor)
+                    .await
+                    .map_err(|error| registry_error(&action, what, error))?
+                    .stream
+                    .map_err(|error| OciDistributionError::GenericError(Some(error.to_string())))
+                    .boxed()
+            }
+            Origin::Layout(layout) => {
+                let path = layout.blob_path(&blob.digest);
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|source| CopyError::Read {
+                        what: what.to_owned(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+                    .map_err(|error| OciDistributionError::GenericError(Some(error.to_string())))
+                    .boxed()
+            }
+        };
         client
-            .push_blob_stream(target, stream.boxed(), digest, Some(blob.size))
+            .push_blob_stream(target, stream, digest, Some(blob.size))
             .await
             .map_err(|error| registry_error(&action, what, error))?;
         copied.pushed += 1;
@@ -331,7 +321,7 @@ async fn put_manifest(
     Ok(())
 }
 
-fn registry_error(action: &str, what: &str, error: oci_client::errors::OciDistributionError) -> CopyError {
+fn registry_error(action: &str, what: &str, error: OciDistributionError) -> CopyError {
     CopyError::Registry {
         action: action.to_owned(),
         what: what.to_owned(),

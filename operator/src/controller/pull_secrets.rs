@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use jackal_core::registry::{Categorize, DockerConfig, ErrorCategory};
+use jackal_core::registry::{Categorize, ErrorCategory};
 use jackal_crds::names::{
     FIELD_MANAGER, GIT_PULL_SECRET, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET,
 };
@@ -58,20 +58,9 @@ impl Categorize for Error {
     }
 }
 
-/// The registry pull Secret for `namespace`.
+/// The registry pull Secret for `namespace` (the same one bootstrap puts into Jackal's own).
 pub fn registry_secret(namespace: &str, state: &JackalState) -> Secret {
-    let registry = &state.registry;
-    let config = DockerConfig::with_basic(
-        &registry.address,
-        &registry.pull_username,
-        registry.pull_password.expose(),
-    );
-    secret(
-        namespace,
-        REGISTRY_PULL_SECRET,
-        "kubernetes.io/dockerconfigjson",
-        [(".dockerconfigjson", config.to_json())],
-    )
+    jackal_core::bootstrap::objects::registry_pull_secret(namespace, state)
 }
 
 /// The git credentials Secret for `namespace`, if a git server is configured.
@@ -236,7 +225,7 @@ mod tests {
         assert_eq!(secret.metadata.namespace.as_deref(), Some("shop"));
         let data = &secret.data.unwrap()[".dockerconfigjson"];
         // What the kubelet will read, read back by the same parser core uses for Secrets.
-        let config = DockerConfig::from_bytes(&data.0, "the pull Secret").unwrap();
+        let config = jackal_core::registry::DockerConfig::from_bytes(&data.0, "the pull Secret").unwrap();
         let jackal_core::registry::RegistryAuth::Basic(username, password) =
             config.for_host("127.0.0.1:31999")
         else {

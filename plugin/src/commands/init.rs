@@ -11,6 +11,7 @@ use jackal_core::bootstrap::steps::{Bootstrap, Reach};
 use jackal_crds::JackalInit;
 use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec};
 use jackal_crds::names::INIT_NAME;
+use jackal_crds::state::JackalState;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -99,16 +100,23 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
             .self_hosted_image(&state)
             .context("the registry image has no place in the registry")?;
         stage("registry settings", steps.start_registry(&state, &image)).await?;
-        stage("cleanup of the seed objects", steps.clean_up()).await?;
-        eprintln!(
-            "jackal is initialised (nothing changed) in {:.1} s: registry at {} (namespace {})",
-            started.elapsed().as_secs_f64(),
-            state.registry.address,
-            args.namespace
-        );
-        println!("{}", state.registry.address);
-        return Ok(());
+    } else {
+        seed(&steps, &state, &package).await?;
     }
+    stage("cleanup of the seed objects", steps.clean_up()).await?;
+    eprintln!(
+        "jackal is initialised{} in {:.1} s: registry at {} (namespace {})",
+        if done { " (nothing changed)" } else { "" },
+        started.elapsed().as_secs_f64(),
+        state.registry.address,
+        args.namespace
+    );
+    println!("{}", state.registry.address);
+    Ok(())
+}
+
+/// From ConfigMaps to a registry running from its own image and holding every init image.
+async fn seed(steps: &Bootstrap, state: &JackalState, package: &InitPackage) -> anyhow::Result<()> {
     let payload = stage("seed payload into ConfigMaps", steps.write_payload()).await?;
     eprintln!(
         "        {} chunks, payload {}",
@@ -117,36 +125,24 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
     );
     let seed = stage("seed registry (injector)", steps.start_injector(&payload)).await?;
     let seed_image = format!("{seed}/{}", package.registry_image);
-    stage(
-        "registry from the seed",
-        steps.start_registry(&state, &seed_image),
-    )
-    .await?;
-    let copied = stage("seed images into the registry", steps.push_images(&state, &seed)).await?;
+    stage("registry from the seed", steps.start_registry(state, &seed_image)).await?;
+    let copied = stage("seed images into the registry", steps.push_images(state, &seed)).await?;
     let (pushed, bytes) = copied.iter().fold((0, 0), |(blobs, bytes), copy| {
         (blobs + copy.pushed, bytes + copy.bytes)
     });
     eprintln!("        {pushed} blobs ({bytes} bytes) pushed");
     stage(
         "registry from its own image",
-        steps.self_host_registry(&state, Some(&seed)),
+        steps.self_host_registry(state, Some(&seed)),
     )
     .await?;
     let images = &package.images;
     let others = stage(
         "the other init images into the registry",
-        steps.push_package_images(&state, &package.layout, images),
+        steps.push_package_images(state, &package.layout, images),
     )
     .await?;
     eprintln!("        {} images", others.len());
-    stage("cleanup of the seed objects", steps.clean_up()).await?;
-    eprintln!(
-        "jackal is initialised in {:.1} s: registry at {} (namespace {})",
-        started.elapsed().as_secs_f64(),
-        state.registry.address,
-        args.namespace
-    );
-    println!("{}", state.registry.address);
     Ok(())
 }
 
