@@ -50,15 +50,20 @@ impl Supervisor {
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut failure = None;
         tokio::select! {
+            // A task that ends because shutdown began is not a failure: look at the signal first.
+            biased;
             () = self.shutdown.cancelled() => {}
             Some(ended) = self.tasks.join_next() => {
                 let error = match ended {
-                    Ok((name, Ok(()))) => anyhow!("{name} stopped unexpectedly"),
-                    Ok((name, Err(error))) => error.context(format!("{name} failed")),
-                    Err(error) => anyhow!("a task panicked: {error}"),
+                    Ok((_, Ok(()))) if self.shutdown.is_cancelled() => None,
+                    Ok((name, Ok(()))) => Some(anyhow!("{name} stopped unexpectedly")),
+                    Ok((name, Err(error))) => Some(error.context(format!("{name} failed"))),
+                    Err(error) => Some(anyhow!("a task panicked: {error}")),
                 };
-                tracing::error!(error = format!("{error:#}"), "stopping the operator");
-                failure = Some(error);
+                if let Some(error) = error {
+                    tracing::error!(error = format!("{error:#}"), "stopping the operator");
+                    failure = Some(error);
+                }
                 self.shutdown.cancel();
             }
         }
