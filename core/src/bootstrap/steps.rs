@@ -559,7 +559,20 @@ impl Bootstrap {
         let image = self.self_hosted_image(state)?;
         self.start_registry(state, &image).await?;
         if let Some(seed) = seed {
-            self.push_images(state, seed).await?;
+            // Right after the rollout the NodePort may still reach the old pod as it stops, and a
+            // client whose login attempt hit it goes on without credentials: try again afresh.
+            let mut attempt = 1;
+            loop {
+                match self.push_images(state, seed).await {
+                    Ok(_) => break,
+                    Err(error @ StepError::Copy(_)) if attempt < 5 => {
+                        tracing::warn!(%error, attempt, "copying the seed images into the new registry pod failed; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         }
         Ok(())
     }
