@@ -5,11 +5,13 @@
 //! - [`credentials`]: the registry's generated passwords and htpasswd file;
 //! - [`objects`]: every object bootstrap applies (payload and injector ConfigMaps, injector pod
 //!   and Service, the registry's Secret, Deployment and Service);
+//! - [`operator`]: the operator's RBAC (from `config/rbac`), Deployment and webhook Service;
 //! - [`steps`]: the steps that apply them, each idempotent;
 //! - [`package`]: the init package (injector binary, registry image, the rest).
 
 pub mod credentials;
 pub mod objects;
+pub mod operator;
 pub mod package;
 pub mod seed;
 pub mod steps;

@@ -37,23 +37,31 @@ const REGISTRY_USER: i64 = 65532;
 
 /// An object description that does not fit its type: a bug here, reported rather than panicking.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to build the {kind} {name}: {source}")]
+#[error("failed to build the {kind} {name}: {reason}")]
 pub struct ObjectError {
     kind: &'static str,
     name: String,
-    source: serde_json::Error,
+    reason: String,
 }
 
-fn typed<T: DeserializeOwned>(
+impl ObjectError {
+    /// The `kind` named `name` could not be built, for `reason`.
+    pub(super) fn new(kind: &'static str, name: &str, reason: String) -> Self {
+        Self {
+            kind,
+            name: name.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// `value` as the typed object `kind` named `name`.
+pub(super) fn typed<T: DeserializeOwned>(
     kind: &'static str,
     name: &str,
     value: serde_json::Value,
 ) -> Result<T, ObjectError> {
-    serde_json::from_value(value).map_err(|source| ObjectError {
-        kind,
-        name: name.to_owned(),
-        source,
-    })
+    serde_json::from_value(value).map_err(|source| ObjectError::new(kind, name, source.to_string()))
 }
 
 /// Labels of the objects cleanup removes, plus `extra`.

@@ -17,6 +17,8 @@ use crate::payload::SourceImage;
 pub const INJECTOR_COMPONENT: &str = "jackal-injector";
 /// The component holding the registry image (its first image).
 pub const REGISTRY_COMPONENT: &str = "jackal-registry";
+/// The component holding the operator image (its first image).
+pub const OPERATOR_COMPONENT: &str = "jackal-operator";
 
 /// An unpacked, verified init package.
 #[derive(Clone, Debug)]
@@ -27,6 +29,8 @@ pub struct InitPackage {
     pub layout: Layout,
     /// The registry image, as the package names it (`docker.io/library/registry:3.1.2`).
     pub registry_image: String,
+    /// The operator image, as the package names it.
+    pub operator_image: String,
     /// Every image of the package (the registry's included).
     pub images: Vec<String>,
     /// The injector binary, unpacked.
@@ -96,6 +100,11 @@ impl InitPackage {
             .first()
             .cloned()
             .ok_or_else(|| not_init(format!("its {REGISTRY_COMPONENT} component has no image")))?;
+        let operator_image = component(OPERATOR_COMPONENT)?
+            .images
+            .first()
+            .cloned()
+            .ok_or_else(|| not_init(format!("its {OPERATOR_COMPONENT} component has no image")))?;
         let injector = component(INJECTOR_COMPONENT)?;
         let injector_file = injector
             .files
@@ -139,6 +148,7 @@ impl InitPackage {
             layout: Layout::new(work.join(IMAGES)),
             definition,
             registry_image,
+            operator_image,
             images,
             injector_binary,
         })

@@ -6,8 +6,11 @@
 //! the registry pulling its own image ([`Bootstrap::self_host_registry`]), and cleanup
 //! ([`Bootstrap::clean_up`]).
 
+mod handover;
+mod wait;
+
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jackal_crds::init::JackalInitSpec;
 use jackal_crds::names::{DEFAULT_REGISTRY_NODE_PORT, REGISTRY_PULL_SECRET, STATE_KEY, STATE_SECRET};
@@ -27,12 +30,13 @@ use crate::oci::Digest;
 use crate::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
 use crate::registry::copy::{Copied, copy_image, push_from_layout};
 use crate::registry::{Access, DockerConfig, ErrorCategory};
-use crate::transform::image::to_internal;
+use crate::transform::image::{from_internal, to_internal};
+
+use wait::wait_serving;
+pub use wait::{READY_TIMEOUT, describe_pod, rollout_pending};
 
 /// Field manager of everything bootstrap applies.
 pub const FIELD_MANAGER: &str = "jackal-bootstrap";
-/// How long a pod or Deployment may take to become ready before the step fails.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a step failed. Each variant names the operation; [`Self::category`] says whether waiting
 /// helps.
@@ -103,12 +107,14 @@ fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> StepError {
     move |source| StepError::Api { action, source }
 }
 
-/// How the process running bootstrap reaches NodePorts: on a node (the plugin on the test
-/// cluster's machine) `127.0.0.1:<nodePort>` answers.
-#[derive(Clone, Debug)]
+/// How the process running bootstrap reaches the injector and the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reach {
-    /// `127.0.0.1:<nodePort>`.
+    /// `127.0.0.1:<nodePort>`: the process runs on a node (the plugin on the test cluster's
+    /// machine, or on a node of a real one).
     NodePort,
+    /// The Service's cluster IP: the process runs in a pod (the operator).
+    ClusterIp,
 }
 
 /// Everything bootstrap needs.
@@ -351,10 +357,10 @@ impl Bootstrap {
             .and_then(|spec| spec.ports)
             .and_then(|ports| ports.first().and_then(|port| port.node_port))
             .ok_or_else(|| StepError::Invalid(format!("Service {INJECTOR} has no NodePort")))?;
+        let address = self.endpoint(INJECTOR, node_port).await?;
         let mut last = None;
         for placement in &placements {
             let started = self.run_injector(placement, payload).await;
-            let address = self.address(node_port);
             let serving = match started {
                 Ok(()) => wait_serving(&address, "/v2/", &format!("the seed registry at {address}")).await,
                 Err(error) => Err(error),
@@ -425,10 +431,33 @@ impl Bootstrap {
         ready
     }
 
-    fn address(&self, node_port: i32) -> String {
+    /// Where this process reaches the Service `name` (NodePort `node_port`).
+    pub async fn endpoint(&self, name: &str, node_port: i32) -> Result<String, StepError> {
         match self.reach {
-            Reach::NodePort => format!("127.0.0.1:{node_port}"),
+            Reach::NodePort => Ok(format!("127.0.0.1:{node_port}")),
+            Reach::ClusterIp => {
+                let service = self
+                    .api::<Service>()
+                    .get(name)
+                    .await
+                    .map_err(api(format!("read Service {name}")))?;
+                let ip = service
+                    .spec
+                    .and_then(|spec| spec.cluster_ip)
+                    .filter(|ip| !ip.is_empty() && ip != "None")
+                    .ok_or_else(|| StepError::Invalid(format!("Service {name} has no cluster IP")))?;
+                Ok(if ip.contains(':') {
+                    format!("[{ip}]:{}", objects::REGISTRY_PORT)
+                } else {
+                    format!("{ip}:{}", objects::REGISTRY_PORT)
+                })
+            }
         }
+    }
+
+    /// Where this process reaches the registry.
+    pub async fn registry_endpoint(&self) -> Result<String, StepError> {
+        self.endpoint(REGISTRY, self.registry_node_port()).await
     }
 
     /// Runs the registry Deployment (from `image`) behind its NodePort, with the state's accounts,
@@ -497,7 +526,7 @@ impl Bootstrap {
         .map_err(|error| StepError::Invalid(error.to_string()))?;
         self.apply(&service, REGISTRY).await?;
         self.wait_deployment_available(REGISTRY).await?;
-        let address = self.address(self.registry_node_port());
+        let address = self.registry_endpoint().await?;
         wait_serving(&address, "/", &format!("the registry at {address}")).await
     }
 
@@ -509,12 +538,12 @@ impl Bootstrap {
 
     /// Copies every seed image from the seed registry into the registry.
     pub async fn push_images(&self, state: &JackalState, seed: &str) -> Result<Vec<Copied>, StepError> {
-        let registry = &state.registry;
-        let access = push_access(state);
+        let endpoint = self.registry_endpoint().await?;
+        let access = push_access(state, &endpoint, &[&endpoint, seed]);
         let mut copied = Vec::new();
         for image in &self.seed_images {
             let source = format!("{seed}/{}", image.reference);
-            let target = to_internal(&image.reference, &registry.address)
+            let target = to_internal(&image.reference, &endpoint)
                 .map_err(|error| StepError::Invalid(error.to_string()))?;
             let parse = |text: &str| {
                 text.parse::<oci_client::Reference>()
@@ -533,8 +562,8 @@ impl Bootstrap {
         layout: &crate::layout::Layout,
         images: &[String],
     ) -> Result<Vec<Copied>, StepError> {
-        let registry = &state.registry;
-        let access = push_access(state);
+        let endpoint = self.registry_endpoint().await?;
+        let access = push_access(state, &endpoint, &[&endpoint]);
         let seeded: Vec<&str> = self
             .seed_images
             .iter()
@@ -542,8 +571,8 @@ impl Bootstrap {
             .collect();
         let mut pushed = Vec::new();
         for image in images.iter().filter(|image| !seeded.contains(&image.as_str())) {
-            let target = to_internal(image, &registry.address)
-                .map_err(|error| StepError::Invalid(error.to_string()))?;
+            let target =
+                to_internal(image, &endpoint).map_err(|error| StepError::Invalid(error.to_string()))?;
             let target: oci_client::Reference = target
                 .parse()
                 .map_err(|error| StepError::Invalid(format!("{target}: {error}")))?;
@@ -604,27 +633,60 @@ impl Bootstrap {
         if running != Some(image.as_str()) || !available {
             return Ok(false);
         }
+        self.registry_serves(state, &image).await
+    }
+
+    /// Whether the registry serves the manifest of `image` (a reference in it, as pods name it)
+    /// to its pull account.
+    pub async fn registry_serves(&self, state: &JackalState, image: &str) -> Result<bool, StepError> {
         let registry = &state.registry;
+        let endpoint = self.registry_endpoint().await?;
+        let original = from_internal(image, &registry.address).ok_or_else(|| {
+            StepError::Invalid(format!("{image} is not in the registry {}", registry.address))
+        })?;
+        let served =
+            to_internal(&original, &endpoint).map_err(|error| StepError::Invalid(error.to_string()))?;
         let access = Access {
             credentials: DockerConfig::with_basic(
-                &registry.address,
+                &endpoint,
                 &registry.pull_username,
                 registry.pull_password.expose(),
             ),
-            insecure: Vec::new(),
+            insecure: vec![endpoint.clone()],
         };
-        let reference: oci_client::Reference = image
+        let reference: oci_client::Reference = served
             .parse()
-            .map_err(|error| StepError::Invalid(format!("{image}: {error}")))?;
-        let client = access.client(std::slice::from_ref(&registry.address));
+            .map_err(|error| StepError::Invalid(format!("{served}: {error}")))?;
+        let client = access.client(std::slice::from_ref(&endpoint));
         let found = client
             .pull_manifest_raw(
                 &reference,
-                &access.auth(&registry.address),
+                &access.auth(&endpoint),
                 &crate::oci::media_type::IMAGE_MANIFESTS,
             )
             .await;
         Ok(found.is_ok())
+    }
+
+    /// How many injector objects (pod, Service, payload and binary ConfigMaps) are left.
+    pub async fn seed_objects(&self) -> Result<usize, StepError> {
+        let selector = ListParams::default().labels(&format!("{INJECTOR_LABEL}={INJECTOR_VALUE}"));
+        let pods = self
+            .api::<Pod>()
+            .list_metadata(&selector)
+            .await
+            .map_err(api("list the injector pods"))?;
+        let config_maps = self
+            .api::<ConfigMap>()
+            .list_metadata(&selector)
+            .await
+            .map_err(api("list the payload ConfigMaps"))?;
+        let service = self
+            .api::<Service>()
+            .get_opt(INJECTOR)
+            .await
+            .map_err(api("read the injector Service"))?;
+        Ok(pods.items.len() + config_maps.items.len() + usize::from(service.is_some()))
     }
 
     /// Deletes every injector object (pod, Service, payload and binary ConfigMaps) by label.
@@ -647,134 +709,20 @@ impl Bootstrap {
             .map_err(api("delete the payload ConfigMaps"))?;
         Ok(())
     }
-
-    async fn wait_pod_ready(&self, name: &str) -> Result<(), StepError> {
-        let pods = self.api::<Pod>();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let pod = pods
-                .get_opt(name)
-                .await
-                .map_err(api(format!("read pod {name}")))?;
-            let status = pod.as_ref().and_then(|pod| pod.status.as_ref());
-            let ready = status
-                .and_then(|status| status.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .any(|condition| condition.type_ == "Ready" && condition.status == "True");
-            if ready {
-                return Ok(());
-            }
-            let phase = status.and_then(|status| status.phase.clone()).unwrap_or_default();
-            if phase == "Failed" || Instant::now() > deadline {
-                return Err(StepError::NotReady {
-                    what: format!("pod {}/{name}", self.namespace),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    detail: describe_pod(status),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn wait_deployment_available(&self, name: &str) -> Result<(), StepError> {
-        let deployments = self.api::<Deployment>();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let deployment = deployments
-                .get(name)
-                .await
-                .map_err(api(format!("read Deployment {name}")))?;
-            let generation = deployment.metadata.generation;
-            let status = deployment.status.unwrap_or_default();
-            let wanted = deployment.spec.and_then(|spec| spec.replicas).unwrap_or(1);
-            let rolled_out = status.observed_generation == generation
-                && status.updated_replicas == Some(wanted)
-                && status.available_replicas == Some(wanted)
-                && status.replicas == Some(wanted);
-            if rolled_out {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(StepError::NotReady {
-                    what: format!("Deployment {}/{name}", self.namespace),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    detail: format!(
-                        "{} of {wanted} replicas available, {} updated",
-                        status.available_replicas.unwrap_or(0),
-                        status.updated_replicas.unwrap_or(0)
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn wait_gone<K>(&self, name: &str) -> Result<(), StepError>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while self
-            .api::<K>()
-            .get_opt(name)
-            .await
-            .map_err(api(format!("read {name}")))?
-            .is_some()
-        {
-            if Instant::now() > deadline {
-                return Err(StepError::NotReady {
-                    what: format!("{name} (deletion)"),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    detail: "still present".to_owned(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        Ok(())
-    }
 }
 
-/// Registry access with the push account.
-fn push_access(state: &JackalState) -> Access {
+/// Registry access with the push account to the registry reached at `endpoint`. The registry and
+/// the seed serve plain HTTP inside the cluster (`plain` names them: loopback NodePorts are plain
+/// anyway, cluster IPs are not loopback).
+fn push_access(state: &JackalState, endpoint: &str, plain: &[&str]) -> Access {
     let registry = &state.registry;
     Access {
         credentials: DockerConfig::with_basic(
-            &registry.address,
+            endpoint,
             &registry.push_username,
             registry.push_password.expose(),
         ),
-        insecure: Vec::new(),
-    }
-}
-
-/// Waits until `GET http://ADDRESS/PATH` answers 200 (a NodePort answers only once kube-proxy
-/// has programmed it, a little after the pod is ready).
-async fn wait_serving(address: &str, path: &str, what: &str) -> Result<(), StepError> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|error| StepError::Invalid(format!("failed to build an HTTP client: {error}")))?;
-    let url = format!("http://{address}{path}");
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let last = match client.get(&url).send().await {
-            Ok(response) if response.status().is_success() => return Ok(()),
-            Ok(response) => format!("answered {}", response.status()),
-            Err(error) => crate::registry::error::without_queries(&error.to_string()),
-        };
-        if Instant::now() > deadline {
-            return Err(StepError::NotReady {
-                what: what.to_owned(),
-                seconds: READY_TIMEOUT.as_secs(),
-                detail: last,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        insecure: plain.iter().map(|host| (*host).to_owned()).collect(),
     }
 }
 
@@ -790,32 +738,4 @@ pub fn read_state(secret: &Secret) -> Result<JackalState, StepError> {
             "Secret {STATE_SECRET} key {STATE_KEY} is not a valid state: {error}"
         ))
     })
-}
-
-/// A pod's state in one line: phase and each container's waiting or terminated reason.
-fn describe_pod(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> String {
-    let Some(status) = status else {
-        return "no status yet".to_owned();
-    };
-    let mut parts = vec![format!("phase {}", status.phase.as_deref().unwrap_or("unknown"))];
-    for container in status.container_statuses.iter().flatten() {
-        let state = container.state.as_ref();
-        if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
-            parts.push(format!(
-                "{} waiting: {} {}",
-                container.name,
-                waiting.reason.as_deref().unwrap_or(""),
-                waiting.message.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
-            parts.push(format!(
-                "{} terminated: exit {} {}",
-                container.name,
-                terminated.exit_code,
-                terminated.reason.as_deref().unwrap_or("")
-            ));
-        }
-    }
-    parts.join("; ")
 }

@@ -86,9 +86,7 @@ pub async fn push_from_layout(
     };
     let top = layout.find(reference).map_err(layout_error)?;
     let client = access.client(&[target.resolve_registry().to_owned()]);
-    client
-        .store_auth_if_needed(target.resolve_registry(), &access.auth(target.resolve_registry()))
-        .await;
+    log_in(&client, target, &access.auth(target.resolve_registry()), &what).await?;
     let read = |digest: &Digest| {
         let path = layout.blob_path(digest);
         std::fs::read(&path).map_err(|source| CopyError::Read {
@@ -150,6 +148,22 @@ impl Categorize for CopyError {
     }
 }
 
+/// Logs in to `target`'s registry for pushing before anything is sent. A failed login is an
+/// error here: left to the client, a login that fails (a registry pod that stops while answering)
+/// is remembered as none, and every request after it goes out anonymously and is refused.
+async fn log_in(
+    client: &Client,
+    target: &Reference,
+    auth: &RegistryAuth,
+    what: &str,
+) -> Result<(), CopyError> {
+    client
+        .auth(target, auth, oci_client::RegistryOperation::Push)
+        .await
+        .map(|_| ())
+        .map_err(|error| registry_error("log in to push", what, error))
+}
+
 /// Copies `source` to `target` (both `HOST[:PORT]/REPOSITORY:TAG` or `@DIGEST`), using `access`
 /// for both registries.
 pub async fn copy_image(
@@ -163,11 +177,9 @@ pub async fn copy_image(
     ]);
     let source_auth = access.auth(source.resolve_registry());
     let target_auth = access.auth(target.resolve_registry());
-    client
-        .store_auth_if_needed(target.resolve_registry(), &target_auth)
-        .await;
-    let mut copied = Copied::default();
     let what = source.whole();
+    log_in(&client, target, &target_auth, &what).await?;
+    let mut copied = Copied::default();
     let (bytes, digest) = manifest(&client, source, &source_auth, &what).await?;
     let document = parse(&bytes, &digest, &what)?;
     if document.is_index() {

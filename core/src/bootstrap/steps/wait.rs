@@ -1,0 +1,239 @@
+//! Waiting for what a step started: a pod ready, a Deployment rolled out, an object gone, an
+//! address serving. One polling loop ([`poll_until`]) with a deadline; each wait says what it
+//! last saw when it gives up.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use serde::de::DeserializeOwned;
+
+use super::{Bootstrap, StepError, api};
+
+/// How long a pod or Deployment may take to become ready before the step fails.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one look found.
+pub(super) enum Poll {
+    /// Done.
+    Ready,
+    /// Not yet; what was seen.
+    Waiting(String),
+    /// Will never be: stop now with what was seen.
+    Failed(String),
+}
+
+/// Calls `check` every `interval` until it says ready, fails, or [`READY_TIMEOUT`] passes; the
+/// error names `what` and the last thing seen.
+pub(super) async fn poll_until<F, Fut>(what: &str, interval: Duration, mut check: F) -> Result<(), StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Poll, StepError>>,
+{
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let detail = match check().await? {
+            Poll::Ready => return Ok(()),
+            Poll::Failed(detail) => detail,
+            Poll::Waiting(detail) if Instant::now() > deadline => detail,
+            Poll::Waiting(_) => {
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+        };
+        return Err(StepError::NotReady {
+            what: what.to_owned(),
+            seconds: READY_TIMEOUT.as_secs(),
+            detail,
+        });
+    }
+}
+
+impl Bootstrap {
+    /// Waits until pod `name` is ready; a pod that failed is not waited for.
+    pub(super) async fn wait_pod_ready(&self, name: &str) -> Result<(), StepError> {
+        let pods = self.api::<Pod>();
+        poll_until(
+            &format!("pod {}/{name}", self.namespace),
+            Duration::from_millis(500),
+            || async {
+                let pod = pods
+                    .get_opt(name)
+                    .await
+                    .map_err(api(format!("read pod {name}")))?;
+                let status = pod.as_ref().and_then(|pod| pod.status.as_ref());
+                let ready = status
+                    .and_then(|status| status.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|condition| condition.type_ == "Ready" && condition.status == "True");
+                let failed = status.and_then(|status| status.phase.as_deref()) == Some("Failed");
+                Ok(match (ready, failed) {
+                    (true, _) => Poll::Ready,
+                    (false, true) => Poll::Failed(describe_pod(status)),
+                    (false, false) => Poll::Waiting(describe_pod(status)),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Waits until Deployment `name` has rolled out its current generation.
+    pub(super) async fn wait_deployment_available(&self, name: &str) -> Result<(), StepError> {
+        let deployments = self.api::<Deployment>();
+        poll_until(
+            &format!("Deployment {}/{name}", self.namespace),
+            Duration::from_millis(500),
+            || async {
+                let deployment = deployments
+                    .get(name)
+                    .await
+                    .map_err(api(format!("read Deployment {name}")))?;
+                Ok(rollout(&deployment))
+            },
+        )
+        .await
+    }
+
+    /// Waits until the object `name` is gone.
+    pub(super) async fn wait_gone<K>(&self, name: &str) -> Result<(), StepError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let objects = self.api::<K>();
+        poll_until(
+            &format!("{name} (deletion)"),
+            Duration::from_millis(250),
+            || async {
+                let found = objects.get_opt(name).await.map_err(api(format!("read {name}")))?;
+                Ok(match found {
+                    None => Poll::Ready,
+                    Some(_) => Poll::Waiting("still present".to_owned()),
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// `None` when a Deployment has rolled out its current generation, otherwise how far it got.
+pub fn rollout_pending(deployment: &Deployment) -> Option<String> {
+    match rollout(deployment) {
+        Poll::Ready => None,
+        Poll::Waiting(detail) | Poll::Failed(detail) => Some(detail),
+    }
+}
+
+/// Whether a Deployment has rolled out its current generation, and if not how far it got.
+pub(super) fn rollout(deployment: &Deployment) -> Poll {
+    let status = deployment.status.clone().unwrap_or_default();
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let rolled_out = status.observed_generation == deployment.metadata.generation
+        && status.updated_replicas == Some(wanted)
+        && status.available_replicas == Some(wanted)
+        && status.replicas == Some(wanted);
+    if rolled_out {
+        Poll::Ready
+    } else {
+        Poll::Waiting(format!(
+            "{} of {wanted} replicas available, {} updated",
+            status.available_replicas.unwrap_or(0),
+            status.updated_replicas.unwrap_or(0)
+        ))
+    }
+}
+
+/// Waits until `GET http://ADDRESS/PATH` answers 200 (a NodePort answers only once kube-proxy
+/// has programmed it, a little after the pod is ready).
+pub(super) async fn wait_serving(address: &str, path: &str, what: &str) -> Result<(), StepError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|error| StepError::Invalid(format!("failed to build an HTTP client: {error}")))?;
+    let url = format!("http://{address}{path}");
+    poll_until(what, Duration::from_millis(250), || async {
+        Ok(match client.get(&url).send().await {
+            Ok(response) if response.status().is_success() => Poll::Ready,
+            Ok(response) => Poll::Waiting(format!("answered {}", response.status())),
+            Err(error) => Poll::Waiting(crate::registry::error::without_queries(&error.to_string())),
+        })
+    })
+    .await
+}
+
+/// A pod's state in one line: phase and each container's waiting or terminated reason.
+pub fn describe_pod(status: Option<&PodStatus>) -> String {
+    let Some(status) = status else {
+        return "no status yet".to_owned();
+    };
+    let mut parts = vec![format!("phase {}", status.phase.as_deref().unwrap_or("unknown"))];
+    for container in status.container_statuses.iter().flatten() {
+        let state = container.state.as_ref();
+        if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
+            parts.push(format!(
+                "{} waiting: {} {}",
+                container.name,
+                waiting.reason.as_deref().unwrap_or(""),
+                waiting.message.as_deref().unwrap_or("")
+            ));
+        }
+        if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
+            parts.push(format!(
+                "{} terminated: exit {} {}",
+                container.name,
+                terminated.exit_code,
+                terminated.reason.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, observed: i64, available: i32, updated: i32) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "d", "generation": generation},
+            "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": observed, "replicas": 1,
+                       "availableReplicas": available, "updatedReplicas": updated},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rollout_is_done_only_for_the_current_generation_with_every_replica_updated() {
+        assert!(matches!(rollout(&deployment(2, 2, 1, 1)), Poll::Ready));
+        assert!(matches!(rollout(&deployment(2, 1, 1, 1)), Poll::Waiting(_)));
+        let Poll::Waiting(detail) = rollout(&deployment(2, 2, 1, 0)) else {
+            panic!("an old pod still serving is not a finished rollout");
+        };
+        assert_eq!(detail, "1 of 1 replicas available, 0 updated");
+    }
+
+    #[tokio::test]
+    async fn polling_gives_up_at_once_on_failure_naming_what_it_saw() {
+        let error = poll_until("pod x", Duration::from_millis(1), || async {
+            Ok(Poll::Failed("phase Failed".to_owned()))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "pod x did not become ready within {} s: phase Failed",
+                READY_TIMEOUT.as_secs()
+            )
+        );
+    }
+}
