@@ -67,9 +67,22 @@ impl Context {
 
     /// Publishes a Warning Event on `object`; failing to publish is logged, never fatal.
     pub async fn warn(&self, object: &ObjectReference, category: ErrorCategory, action: &str, note: String) {
+        self.publish(object, EventType::Warning, category.reason(), action, note)
+            .await;
+    }
+
+    /// Publishes an Event on `object`; failing to publish is logged, never fatal.
+    pub async fn publish(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: EventType::Warning,
-            reason: category.reason().to_owned(),
+            type_,
+            reason: reason.to_owned(),
             note: Some(note),
             action: action.to_owned(),
             secondary: None,

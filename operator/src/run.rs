@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::context::{ClusterState, Context};
-use crate::controller::pull_secrets;
+use crate::controller::{self, pull_secrets};
 use crate::supervisor::{Supervisor, cancel_on_signal};
 use crate::webhook::certs::manager::{CertificateManager, Settings as CertificateSettings};
 use crate::webhook::certs::{Identity, Validity};
@@ -100,6 +100,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     supervisor.spawn(
         "the pull-Secret controller",
         pull_secrets::run(Arc::clone(&context)),
+    );
+    supervisor.spawn(
+        "the JackalInit controller",
+        controller::init::run(Arc::clone(&context)),
     );
     tracing::info!(
         webhook = %context.config.webhook_address,

@@ -1,6 +1,8 @@
 //! `kubectl jackal init`: installs what the cluster needs to know about Jackal (CRDs, namespace,
 //! `JackalInit`), then runs the bootstrap steps of `jackal_core::bootstrap` one by one, saying
-//! what each does and how long it took. Every step is idempotent, so running it again resumes.
+//! what each does and how long it took, up to the operator running from the registry; then the
+//! in-cluster operator owns the `JackalInit` and the plugin waits for it to report `Ready`
+//! (ADR 0009). Every step is idempotent, so running it again resumes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -104,6 +106,16 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
         seed(&steps, &state, &package).await?;
     }
     stage("cleanup of the seed objects", steps.clean_up()).await?;
+    stage(
+        "operator from the registry",
+        steps.start_operator(&state, &package.operator_image),
+    )
+    .await?;
+    stage(
+        "the operator reports the JackalInit Ready",
+        wait_ready(&steps.client),
+    )
+    .await?;
     eprintln!(
         "jackal is initialised{} in {:.1} s: registry at {} (namespace {})",
         if done { " (nothing changed)" } else { "" },
@@ -146,14 +158,48 @@ async fn seed(steps: &Bootstrap, state: &JackalState, package: &InitPackage) -> 
     Ok(())
 }
 
+/// Waits until the operator has written `Ready=True` for the current generation of the
+/// `JackalInit`, printing what it reports on the way (the `--timeout` bounds the wait).
+async fn wait_ready(client: &Client) -> anyhow::Result<()> {
+    let inits = Api::<JackalInit>::all(client.clone());
+    let mut said = String::new();
+    loop {
+        let init = inits
+            .get(INIT_NAME)
+            .await
+            .context("failed to read the JackalInit")?;
+        let status = init.status.unwrap_or_default();
+        let current =
+            status.observed_generation.is_some() && status.observed_generation == init.metadata.generation;
+        let condition = |kind: &str| status.conditions.iter().find(|condition| condition.type_ == kind);
+        if current && condition("Ready").is_some_and(|ready| ready.status == "True") {
+            return Ok(());
+        }
+        if current && let Some(stalled) = condition("Stalled").filter(|stalled| stalled.status == "True") {
+            anyhow::bail!("stalled ({}): {}", stalled.reason, stalled.message);
+        }
+        let now = condition("Ready")
+            .map(|ready| format!("{}: {}", ready.reason, ready.message))
+            .unwrap_or_else(|| "no status from the operator yet".to_owned());
+        if now != said {
+            eprintln!("        {now}");
+            said = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Runs one step, printing its name before and its duration after.
 async fn stage<T, E>(name: &str, step: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<anyhow::Error>,
 {
     eprintln!("[init] {name}");
     let started = Instant::now();
-    let result = step.await.with_context(|| format!("{name} failed"))?;
+    let result = step
+        .await
+        .map_err(Into::into)
+        .with_context(|| format!("{name} failed"))?;
     eprintln!("        done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(result)
 }

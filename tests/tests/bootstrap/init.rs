@@ -1,20 +1,30 @@
 //! `kubectl jackal init` as a user runs it: the init package built from `packages/init` with
 //! `package create`, then `init` against the test cluster: it ends with a registry at
 //! `127.0.0.1:<port>` that demands a login and serves the registry image under its digest, runs
-//! from its own image, leaves no seed object behind, and a second run changes nothing. Without a
-//! package it says where it looked.
+//! from its own image, leaves no seed object behind, and the operator running as a pod from that
+//! registry, owning a Ready `JackalInit`, with its webhook rewriting a workload's `docker.io` image
+//! to the registry, where the node pulls it. A second run changes nothing. Without a package it
+//! says where it looked.
 
 use std::process::Command;
+use std::time::Duration;
 
 use jackal_core::bootstrap::objects::{INJECTOR_LABEL, INJECTOR_VALUE, REGISTRY};
+use jackal_core::bootstrap::operator::OPERATOR;
 use jackal_core::layout::Layout;
 use jackal_crds::JackalInit;
+use jackal_crds::init::StepPhase;
+use jackal_crds::names::WEBHOOK_CONFIGURATION;
 use jackal_crds::names::{INIT_NAME, STATE_SECRET};
-use jackal_tests::{Cluster, Scratch, connected_registry, http, injector, repository_root, workspace_binary};
+use jackal_tests::wait::wait_until;
+use jackal_tests::{
+    Cluster, Scratch, connected_registry, from_json, http, injector, repository_root, workspace_binary,
+};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Resource};
+use serde_json::json;
 
 /// Neither the webhook's end-to-end test's 31999 nor the steps test's 31997.
 const NODE_PORT: i32 = 31996;
@@ -23,6 +33,33 @@ fn plugin(cluster: &Cluster) -> anyhow::Result<Command> {
     let mut command = Command::new(workspace_binary("kubectl-jackal")?);
     command.env("KUBECONFIG", cluster.dir().join("kubeconfig"));
     Ok(command)
+}
+
+/// The cluster-wide objects the in-cluster operator of this test makes or is given (its webhook
+/// configuration, whose `failurePolicy: Fail` would refuse pods everywhere once its Service is
+/// gone; its ClusterRole and binding; the `JackalInit`), removed before and after the test, also
+/// when it fails.
+struct ClusterWide<'a>(&'a Cluster);
+
+impl ClusterWide<'_> {
+    fn remove(&self) {
+        for args in [
+            ["delete", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION],
+            ["delete", "clusterrolebinding", OPERATOR],
+            ["delete", "clusterrole", OPERATOR],
+            ["delete", "jackalinit", INIT_NAME],
+        ] {
+            let _ = self
+                .0
+                .kubectl_output(&[args[0], args[1], args[2], "--ignore-not-found"]);
+        }
+    }
+}
+
+impl Drop for ClusterWide<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 fn run_ok(command: &mut Command) -> anyhow::Result<(String, String)> {
@@ -44,7 +81,8 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         .await?;
     // The JackalInit is cluster-wide: start from none, so this test's port is the one used.
     let inits = Api::<JackalInit>::all(cluster.client.clone());
-    let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
+    let cluster_wide = ClusterWide(&cluster);
+    cluster_wide.remove();
 
     let (package, _) = run_ok(
         plugin(&cluster)?
@@ -76,6 +114,8 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         "[init] seed registry (injector)",
         "[init] registry from its own image",
         "[init] cleanup of the seed objects",
+        "[init] operator from the registry",
+        "[init] the operator reports the JackalInit Ready",
     ] {
         assert!(stages.contains(stage), "no {stage:?} in:\n{stages}");
     }
@@ -128,17 +168,122 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
     let seed_objects = ListParams::default().labels(&format!("{INJECTOR_LABEL}={INJECTOR_VALUE}"));
     assert!(config_maps.list(&seed_objects).await?.items.is_empty());
 
-    // Again: the registry is not rolled, the state keeps its passwords.
+    // The operator runs as a pod from the registry and owns the JackalInit: every step done.
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace.name);
-    let generation = deployments.get(REGISTRY).await?.metadata.generation;
+    let operator = deployments.get(OPERATOR).await?;
+    let operator_image = operator
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|spec| spec.containers[0].image.clone());
+    assert_eq!(
+        operator_image.as_deref(),
+        Some(
+            format!(
+                "{address}/docker.io/jackaldev/jackal-operator:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        operator.status.and_then(|status| status.available_replicas),
+        Some(1)
+    );
+    let owned = inits.get(INIT_NAME).await?;
+    let status = owned.status.clone().unwrap_or_default();
+    assert_eq!(status.observed_generation, owned.metadata.generation);
+    let condition = |kind: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == kind)
+            .map(|condition| condition.status.clone())
+    };
+    assert_eq!(condition("Ready").as_deref(), Some("True"), "{status:?}");
+    assert_eq!(condition("Reconciling").as_deref(), Some("False"), "{status:?}");
+    assert_eq!(condition("Stalled").as_deref(), Some("False"), "{status:?}");
+    assert_eq!(
+        status.registry.map(|registry| registry.address),
+        Some(address.clone())
+    );
+    let steps: Vec<_> = status
+        .steps
+        .iter()
+        .map(|step| (step.name.as_str(), step.phase))
+        .collect();
+    assert_eq!(
+        steps,
+        ["State", "Registry", "Operator", "Webhook", "Cleanup"].map(|name| (name, StepPhase::Succeeded))
+    );
+
+    // A workload naming docker.io is rewritten by the in-cluster webhook, reached by the API
+    // server through its Service, and the node pulls the image from the registry.
+    let app = cluster.namespace("init-app").await?;
+    let workloads = Api::<Deployment>::namespaced(cluster.client.clone(), &app.name);
+    let workload: Deployment = from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
+                 "template": {"metadata": {"labels": {"app": "app"}},
+                              "spec": {"containers": [{"name": "app", "image": "docker.io/library/registry:3.1.2"}]}}},
+    }))?;
+    workloads.create(&PostParams::default(), &workload).await?;
+    wait_until(
+        &workloads,
+        "app",
+        Duration::from_secs(120),
+        "available",
+        |deployment: Option<&Deployment>| {
+            deployment
+                .and_then(|deployment| deployment.status.as_ref())
+                .and_then(|status| status.available_replicas)
+                == Some(1)
+        },
+    )
+    .await?;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &app.name)
+        .list(&ListParams::default().labels("app=app"))
+        .await?;
+    let pod = &pods.items[0];
+    let spec = pod.spec.as_ref().map(|spec| spec.containers[0].image.clone());
+    assert_eq!(
+        spec.flatten().as_deref(),
+        Some(format!("{address}/docker.io/library/registry:3.1.2").as_str())
+    );
+    let pulled = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .map(|statuses| statuses[0].image_id.clone())
+        .unwrap_or_default();
+    assert!(
+        pulled.contains(expected.as_str()),
+        "the node runs the registry's copy: {pulled}"
+    );
+
+    // Again: nothing is rolled or rewritten, the state keeps its passwords.
+    let versions = || async {
+        let services = Api::<Service>::namespaced(cluster.client.clone(), &namespace.name);
+        anyhow::Ok([
+            deployments.get(REGISTRY).await?.meta().resource_version.clone(),
+            deployments.get(OPERATOR).await?.meta().resource_version.clone(),
+            secrets.get(REGISTRY).await?.meta().resource_version.clone(),
+            secrets.get(STATE_SECRET).await?.meta().resource_version.clone(),
+            services.get(REGISTRY).await?.meta().resource_version.clone(),
+            inits.get(INIT_NAME).await?.meta().resource_version.clone(),
+        ])
+    };
+    let before = versions().await?;
     let mut second = plugin(&cluster)?;
     init(&mut second);
     let (_, again_stages) = run_ok(&mut second)?;
     assert!(again_stages.contains("nothing to seed"), "{again_stages}");
-    assert_eq!(deployments.get(REGISTRY).await?.metadata.generation, generation);
+    assert_eq!(versions().await?, before, "a second init changed something");
     let again = jackal_core::bootstrap::steps::read_state(&secrets.get(STATE_SECRET).await?)?;
     assert_eq!(again, state);
 
+    drop(cluster_wide);
     let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
     Ok(())
 }

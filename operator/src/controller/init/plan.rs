@@ -1,0 +1,381 @@
+//! The `JackalInit` controller's decisions, pure: from what was observed in the cluster, each
+//! bootstrap step's phase, what to do now (clean up the seed, follow the registry spec) and the
+//! kstatus outcome. Tested without a cluster.
+
+use jackal_crds::condition::{Condition, ConditionType};
+use jackal_crds::init::{BootstrapStep, JackalInitStatus, RegistryStatus, StepPhase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The registry as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registry {
+    /// No registry Deployment.
+    Missing,
+    /// It runs an image from the seed registry: `kubectl jackal init` is bootstrapping.
+    Seeding,
+    /// It runs its own image but has not rolled out (what it is waiting for).
+    RollingOut(String),
+    /// Its pods cannot pull its own image (node lost, image garbage-collected): what the node
+    /// says.
+    ImageUnavailable(String),
+    /// It runs its own image, is available, and serves that image's manifest.
+    SelfHosted,
+    /// It is available on its own image but does not serve the image's manifest.
+    NotServing,
+}
+
+/// What the controller observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// `metadata.generation` of the `JackalInit`.
+    pub generation: Option<i64>,
+    /// The state Secret: `None` before bootstrap, `Some(Err)` when it is unreadable.
+    pub state: Option<Result<String, String>>,
+    /// The registry.
+    pub registry: Registry,
+    /// Whether the operator Deployment is available.
+    pub operator_available: bool,
+    /// Whether the webhook configuration is registered.
+    pub webhook_registered: bool,
+    /// Seed objects (injector pod, Service, ConfigMaps) still in the cluster.
+    pub seed_objects: usize,
+}
+
+/// What to do and what to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Delete the seed objects (the registry no longer needs them).
+    pub clean_up: bool,
+    /// Apply the registry's Deployment and Service from the spec (it changed).
+    pub apply_registry: bool,
+    /// Each step: name, phase, message.
+    pub steps: Vec<(&'static str, StepPhase, String)>,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// The kstatus outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is in place.
+    Ready,
+    /// Work is under way: reason and message.
+    Progressing(&'static str, String),
+    /// Nothing will change without help: reason and message.
+    Stalled(&'static str, String),
+}
+
+/// Step names, in bootstrap order.
+pub const STEPS: [&str; 5] = ["State", "Registry", "Operator", "Webhook", "Cleanup"];
+
+/// Decides from `observed`; `observed_generation` is the generation the last status described.
+pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
+    use StepPhase::{Failed, Pending, Running, Succeeded};
+    let mut steps = Vec::new();
+    let state = match &observed.state {
+        None => (
+            Pending,
+            "no cluster state yet: `kubectl jackal init` creates it".to_owned(),
+        ),
+        Some(Err(error)) => (Failed, error.clone()),
+        Some(Ok(address)) => (Succeeded, format!("registry at {address}")),
+    };
+    steps.push(("State", state.0, state.1.clone()));
+    let registry = match &observed.registry {
+        Registry::Missing => (Pending, "no registry Deployment yet".to_owned()),
+        Registry::Seeding => (Running, "running from the seed registry".to_owned()),
+        Registry::RollingOut(detail) => (Running, format!("rolling out: {detail}")),
+        Registry::ImageUnavailable(detail) => (Failed, format!("cannot pull its own image: {detail}")),
+        Registry::NotServing => (Running, "available but not serving its own image yet".to_owned()),
+        Registry::SelfHosted => (Succeeded, "runs from its own image".to_owned()),
+    };
+    steps.push(("Registry", registry.0, registry.1.clone()));
+    let self_hosted = observed.registry == Registry::SelfHosted;
+    let operator = if observed.operator_available {
+        (Succeeded, "available".to_owned())
+    } else {
+        (Running, "not available yet".to_owned())
+    };
+    steps.push(("Operator", operator.0, operator.1));
+    let webhook = if observed.webhook_registered {
+        (Succeeded, "registered".to_owned())
+    } else {
+        (Running, "not registered yet".to_owned())
+    };
+    steps.push(("Webhook", webhook.0, webhook.1));
+    let clean_up = self_hosted && observed.seed_objects > 0;
+    let cleanup = match (self_hosted, observed.seed_objects) {
+        (_, 0) => (Succeeded, "no seed objects left".to_owned()),
+        (true, count) => (Running, format!("removing {count} seed objects")),
+        (false, count) => (
+            Pending,
+            format!("{count} seed objects in use until the registry runs from its own image"),
+        ),
+    };
+    steps.push(("Cleanup", cleanup.0, cleanup.1));
+
+    let outcome = if state.0 == Failed {
+        Outcome::Stalled("InvalidState", state.1)
+    } else if state.0 == Pending {
+        Outcome::Progressing("WaitingForInit", state.1)
+    } else if registry.0 == Failed {
+        Outcome::Stalled("RegistryImageUnavailable", registry.1)
+    } else if !self_hosted {
+        Outcome::Progressing("RegistryNotReady", registry.1)
+    } else if let Some((name, _, message)) = steps.iter().find(|(_, phase, _)| *phase != Succeeded) {
+        // Cleanup runs now: once it is done the next look finds everything in place.
+        Outcome::Progressing(step_reason(name), format!("{name}: {message}"))
+    } else {
+        Outcome::Ready
+    };
+    Plan {
+        clean_up,
+        apply_registry: self_hosted && observed_generation != observed.generation,
+        steps,
+        outcome,
+    }
+}
+
+fn step_reason(step: &str) -> &'static str {
+    match step {
+        "Operator" => "OperatorNotReady",
+        "Webhook" => "WebhookNotRegistered",
+        _ => "CleaningUp",
+    }
+}
+
+/// The status `plan` describes, keeping each step's and condition's transition time while its
+/// phase or status holds.
+pub fn status(
+    plan: &Plan,
+    observed: &Observed,
+    previous: Option<&JackalInitStatus>,
+    now: &Time,
+) -> JackalInitStatus {
+    let steps = plan
+        .steps
+        .iter()
+        .map(|(name, phase, message)| {
+            let before = previous.and_then(|status| status.steps.iter().find(|step| step.name == *name));
+            let since = before
+                .filter(|step| step.phase == *phase)
+                .and_then(|step| step.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            BootstrapStep {
+                name: (*name).to_owned(),
+                phase: *phase,
+                message: Some(message.clone()),
+                last_transition_time: Some(since),
+            }
+        })
+        .collect();
+    let (ready, reconciling, stalled) = match &plan.outcome {
+        Outcome::Ready => (
+            (
+                "True",
+                "Succeeded",
+                "the registry, the operator and the webhook are in place".to_owned(),
+            ),
+            ("False", "Succeeded", String::new()),
+            ("False", "Succeeded", String::new()),
+        ),
+        Outcome::Progressing(reason, message) => (
+            ("False", *reason, message.clone()),
+            ("True", *reason, message.clone()),
+            ("False", *reason, String::new()),
+        ),
+        Outcome::Stalled(reason, message) => (
+            ("False", *reason, message.clone()),
+            ("False", *reason, String::new()),
+            ("True", *reason, message.clone()),
+        ),
+    };
+    let conditions = [
+        (ConditionType::Ready, ready),
+        (ConditionType::Reconciling, reconciling),
+        (ConditionType::Stalled, stalled),
+    ]
+    .into_iter()
+    .map(|(kind, (value, reason, message))| {
+        let before = previous.and_then(|status| {
+            status
+                .conditions
+                .iter()
+                .find(|condition| condition.type_ == kind.as_str())
+        });
+        let since = before
+            .filter(|condition| condition.status == value)
+            .map(|condition| condition.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: kind.as_str().to_owned(),
+            status: value.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            observed_generation: observed.generation,
+            last_transition_time: since,
+        }
+    })
+    .collect();
+    JackalInitStatus {
+        observed_generation: observed.generation,
+        conditions,
+        architecture: previous.and_then(|status| status.architecture),
+        registry: match &observed.state {
+            Some(Ok(address)) => Some(RegistryStatus {
+                address: address.clone(),
+            }),
+            _ => None,
+        },
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready() -> Observed {
+        Observed {
+            generation: Some(3),
+            state: Some(Ok("127.0.0.1:31999".to_owned())),
+            registry: Registry::SelfHosted,
+            operator_available: true,
+            webhook_registered: true,
+            seed_objects: 0,
+        }
+    }
+
+    fn time(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn everything_in_place_is_ready_and_does_nothing() {
+        let plan = plan(&ready(), Some(3));
+        assert_eq!(plan.outcome, Outcome::Ready);
+        assert!(!plan.clean_up && !plan.apply_registry);
+        assert!(
+            plan.steps
+                .iter()
+                .all(|(_, phase, _)| *phase == StepPhase::Succeeded)
+        );
+        assert_eq!(
+            plan.steps.iter().map(|(name, _, _)| *name).collect::<Vec<_>>(),
+            STEPS
+        );
+    }
+
+    #[test]
+    fn a_new_generation_applies_the_registry_spec() {
+        assert!(plan(&ready(), Some(2)).apply_registry);
+        let seeding = Observed {
+            registry: Registry::Seeding,
+            ..ready()
+        };
+        assert!(
+            !plan(&seeding, Some(2)).apply_registry,
+            "init drives a seeding registry"
+        );
+    }
+
+    #[test]
+    fn seed_objects_are_removed_only_once_the_registry_runs_from_its_own_image() {
+        let leftovers = Observed {
+            seed_objects: 4,
+            ..ready()
+        };
+        let cleaning = plan(&leftovers, Some(3));
+        assert!(cleaning.clean_up);
+        assert_eq!(
+            cleaning.outcome,
+            Outcome::Progressing("CleaningUp", "Cleanup: removing 4 seed objects".to_owned())
+        );
+        let seeding = Observed {
+            registry: Registry::Seeding,
+            ..leftovers
+        };
+        let kept = plan(&seeding, Some(3));
+        assert!(!kept.clean_up, "the seed serves the registry its image");
+        assert_eq!(
+            kept.outcome,
+            Outcome::Progressing("RegistryNotReady", "running from the seed registry".to_owned())
+        );
+    }
+
+    #[test]
+    fn before_init_the_controller_waits_and_says_what_creates_the_state() {
+        let fresh = Observed {
+            state: None,
+            registry: Registry::Missing,
+            operator_available: false,
+            webhook_registered: false,
+            ..ready()
+        };
+        let Outcome::Progressing(reason, message) = plan(&fresh, None).outcome else {
+            panic!("waiting is progress");
+        };
+        assert_eq!(reason, "WaitingForInit");
+        assert!(message.contains("kubectl jackal init"), "{message}");
+    }
+
+    #[test]
+    fn a_registry_that_cannot_pull_its_image_or_a_bad_state_stalls() {
+        let lost = Observed {
+            registry: Registry::ImageUnavailable("ImagePullBackOff".to_owned()),
+            ..ready()
+        };
+        assert!(matches!(
+            plan(&lost, Some(3)).outcome,
+            Outcome::Stalled("RegistryImageUnavailable", message) if message.contains("ImagePullBackOff")
+        ));
+        let broken = Observed {
+            state: Some(Err(
+                "Secret jackal-state key state is not a valid state".to_owned()
+            )),
+            ..ready()
+        };
+        assert!(matches!(
+            plan(&broken, Some(3)).outcome,
+            Outcome::Stalled("InvalidState", _)
+        ));
+    }
+
+    #[test]
+    fn status_keeps_transition_times_while_nothing_changes() {
+        let observed = ready();
+        let first = status(&plan(&observed, None), &observed, None, &time(100));
+        assert_eq!(first.observed_generation, Some(3));
+        assert_eq!(first.registry.as_ref().unwrap().address, "127.0.0.1:31999");
+        let ready_condition = |status: &JackalInitStatus| {
+            status
+                .conditions
+                .iter()
+                .find(|condition| condition.type_ == "Ready")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(ready_condition(&first).status, "True");
+        let again = status(&plan(&observed, Some(3)), &observed, Some(&first), &time(200));
+        assert_eq!(ready_condition(&again).last_transition_time, time(100));
+        assert_eq!(again.steps[0].last_transition_time, Some(time(100)));
+
+        let lost = Observed {
+            operator_available: false,
+            ..observed.clone()
+        };
+        let later = status(&plan(&lost, Some(3)), &lost, Some(&again), &time(300));
+        let condition = ready_condition(&later);
+        assert_eq!(
+            (condition.status.as_str(), condition.last_transition_time),
+            ("False", time(300))
+        );
+        assert_eq!(condition.reason, "OperatorNotReady");
+        let reconciling = later
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Reconciling")
+            .unwrap();
+        assert_eq!(reconciling.status, "True");
+    }
+}
