@@ -125,6 +125,8 @@ pub fn injector_pod(
                                 "--chunks", chunks.len().to_string(), payload_digest],
                     "ports": [{"containerPort": REGISTRY_PORT}],
                     "readinessProbe": {"httpGet": {"path": "/v2/", "port": REGISTRY_PORT}, "periodSeconds": 1},
+                    // Why it refused a payload reaches the pod's status, and so the step's error.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                     "resources": {"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
                     "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                                         "capabilities": {"drop": ["ALL"]}},

@@ -83,6 +83,20 @@ pub enum StepError {
     /// A stored object holds something unusable.
     #[error("{0}")]
     Invalid(String),
+    /// A payload chunk in the cluster is not what was written: the seed cannot start from it.
+    #[error(
+        "ConfigMap {chunk} does not hold the payload chunk that was written (it hashes to {found}, written {expected}); payload {payload}"
+    )]
+    CorruptChunk {
+        /// The chunk's ConfigMap.
+        chunk: String,
+        /// sha256 of what was written.
+        expected: Digest,
+        /// sha256 of what it holds now.
+        found: Digest,
+        /// The payload's digest.
+        payload: Digest,
+    },
 }
 
 impl StepError {
@@ -96,6 +110,7 @@ impl StepError {
             },
             Self::Payload(_) | Self::Injector { .. } => ErrorCategory::Io,
             Self::Placement(_) | Self::Invalid(_) => ErrorCategory::Invalid,
+            Self::CorruptChunk { .. } => ErrorCategory::Integrity,
             Self::NotReady { .. } | Self::Credentials(_) => ErrorCategory::Transient,
             Self::Copy(error) => error.category(),
         }
@@ -135,6 +150,22 @@ pub struct Bootstrap {
     pub reach: Reach,
 }
 
+/// The running seed registry (the injector).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    /// Where nodes pull from it (`127.0.0.1:<nodePort>`): the host of the registry's first image.
+    pub node_address: String,
+    /// Where this process reaches it.
+    pub endpoint: String,
+}
+
+impl Seed {
+    /// `image` as nodes pull it from the seed.
+    pub fn image(&self, image: &str) -> String {
+        format!("{}/{image}", self.node_address)
+    }
+}
+
 /// What the payload step wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payload {
@@ -142,6 +173,8 @@ pub struct Payload {
     pub digest: Digest,
     /// The chunk ConfigMaps, in order.
     pub chunks: Vec<String>,
+    /// sha256 of each chunk as written, in order.
+    pub chunk_digests: Vec<Digest>,
 }
 
 impl Bootstrap {
@@ -256,9 +289,11 @@ impl Bootstrap {
             })
         });
         let mut chunks = Vec::new();
+        let mut chunk_digests = Vec::new();
         let mut failure = None;
         while let Some((index, bytes)) = receiver.recv().await {
             let name = payload::chunk_name(index);
+            chunk_digests.push(Digest::of(&bytes));
             if failure.is_none()
                 && let Err(error) = self.put_binary(&name, bytes).await
             {
@@ -295,6 +330,7 @@ impl Bootstrap {
         Ok(Payload {
             digest: summary.digest,
             chunks,
+            chunk_digests,
         })
     }
 
@@ -327,9 +363,9 @@ impl Bootstrap {
         Ok(())
     }
 
-    /// Starts the injector on the best placement that works and returns the seed registry's
-    /// address.
-    pub async fn start_injector(&self, payload: &Payload) -> Result<String, StepError> {
+    /// Starts the injector on the best placement that works and returns where the seed
+    /// registry answers.
+    pub async fn start_injector(&self, payload: &Payload) -> Result<Seed, StepError> {
         let binary = tokio::fs::read(&self.injector_binary)
             .await
             .map_err(|source| StepError::Injector {
@@ -363,10 +399,20 @@ impl Bootstrap {
             let started = self.run_injector(placement, payload).await;
             let serving = match started {
                 Ok(()) => wait_serving(&address, "/v2/", &format!("the seed registry at {address}")).await,
-                Err(error) => Err(error),
+                Err(error) => {
+                    // The injector refuses a payload that is not exactly what was written: name the
+                    // chunk (no other node will do better).
+                    self.check_chunks(payload).await?;
+                    Err(error)
+                }
             };
             match serving {
-                Ok(()) => return Ok(address),
+                Ok(()) => {
+                    return Ok(Seed {
+                        node_address: format!("127.0.0.1:{node_port}"),
+                        endpoint: address,
+                    });
+                }
                 Err(error) => {
                     tracing::warn!(node = %placement.node, image = %placement.image, %error, "the injector did not start here");
                     last = Some(error);
@@ -374,6 +420,30 @@ impl Bootstrap {
             }
         }
         Err(last.unwrap_or_else(|| StepError::Invalid("no placement for the injector".to_owned())))
+    }
+
+    /// Fails naming the first chunk ConfigMap that no longer holds what was written (read one at
+    /// a time).
+    pub async fn check_chunks(&self, payload: &Payload) -> Result<(), StepError> {
+        let config_maps = self.api::<ConfigMap>();
+        for (name, expected) in payload.chunks.iter().zip(&payload.chunk_digests) {
+            let held = config_maps
+                .get_opt(name)
+                .await
+                .map_err(api(format!("read ConfigMap {name}")))?
+                .and_then(|config_map| config_map.binary_data?.remove(name))
+                .map(|bytes| Digest::of(&bytes.0));
+            let found = held.unwrap_or_else(|| Digest::of(b""));
+            if &found != expected {
+                return Err(StepError::CorruptChunk {
+                    chunk: name.clone(),
+                    expected: expected.clone(),
+                    found,
+                    payload: payload.digest.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Runs the injector pod at `placement` (replacing one that runs elsewhere or on another

@@ -4,6 +4,7 @@
 //! Jackal's own code, the registry pulling its own image from itself, and cleanup by label. Run
 //! again, the steps change nothing. `init` runs the same through the plugin.
 
+mod faults;
 mod init;
 
 use std::time::Duration;
@@ -92,11 +93,11 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
         Some("registry.k8s.io/pause:3.10"),
         "the injector borrows the node's pause image"
     );
-    let served = http::get(&seed, "/v2/", &[]).await?;
+    let served = http::get(&seed.endpoint, "/v2/", &[]).await?;
     assert_eq!(served.status, 200);
 
     bootstrap
-        .start_registry(&state, &format!("{seed}/{REGISTRY_IMAGE}"))
+        .start_registry(&state, &seed.image(REGISTRY_IMAGE))
         .await?;
     let registry = state.registry.address.clone();
     assert_eq!(
@@ -104,11 +105,11 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
         401,
         "the registry demands a login"
     );
-    let copied = bootstrap.push_images(&state, &seed).await?;
+    let copied = bootstrap.push_images(&state, &seed.endpoint).await?;
     let expected = layout.find(REGISTRY_IMAGE)?.digest;
     assert_eq!(copied[0].digest.as_ref(), Some(&expected));
 
-    bootstrap.self_host_registry(&state, Some(&seed)).await?;
+    bootstrap.self_host_registry(&state, Some(&seed.endpoint)).await?;
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), &namespace.name);
     let deployment = deployments.get(REGISTRY).await?;
     let running = deployment

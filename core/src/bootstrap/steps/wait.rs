@@ -187,10 +187,11 @@ pub fn describe_pod(status: Option<&PodStatus>) -> String {
         }
         if let Some(terminated) = state.and_then(|state| state.terminated.as_ref()) {
             parts.push(format!(
-                "{} terminated: exit {} {}",
+                "{} terminated: exit {} {} {}",
                 container.name,
                 terminated.exit_code,
-                terminated.reason.as_deref().unwrap_or("")
+                terminated.reason.as_deref().unwrap_or(""),
+                terminated.message.as_deref().unwrap_or("").trim()
             ));
         }
     }
