@@ -22,6 +22,7 @@ bench:
 	scripts/bench-injector
 	scripts/bench-webhook
 	scripts/bench-package
+	scripts/bench-init
 
 ## down: stop the test cluster
 down:

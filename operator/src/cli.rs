@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Lifetime of the webhook's serving certificate, in hours (renewed with a third left).
     #[arg(long, env = "JACKAL_WEBHOOK_CERTIFICATE_HOURS", default_value_t = 90 * 24)]
     pub webhook_certificate_hours: u64,
+    /// Where the operator keeps what it caches: the copy of the registry's own image it seeds
+    /// the registry again from when the registry cannot pull it (a writable volume in the pod).
+    #[arg(long, env = "JACKAL_CACHE_DIR", default_value = jackal_core::bootstrap::operator::CACHE_DIRECTORY)]
+    pub cache_dir: PathBuf,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "JACKAL_LOG_JSON")]
     pub log_json: bool,
@@ -79,6 +83,7 @@ impl RunArgs {
         }
         Ok(RunConfig {
             namespace: self.namespace.clone(),
+            cache_dir: self.cache_dir.clone(),
             webhook_address: self.webhook_address,
             admin_address: self.admin_address,
             service: self.webhook_service.clone(),

@@ -34,6 +34,8 @@ const REGISTRATION_RETRY: Duration = Duration::from_secs(5);
 pub struct RunConfig {
     /// Namespace of the operator, its Secrets and its Service.
     pub namespace: String,
+    /// Where the operator caches the registry's own image (for re-seeding it).
+    pub cache_dir: std::path::PathBuf,
     /// Where the webhook listens (TLS).
     pub webhook_address: SocketAddr,
     /// Where the admin endpoints listen (plain HTTP).

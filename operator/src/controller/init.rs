@@ -6,6 +6,7 @@
 //! its Service's cluster IP: it runs in a pod.
 
 pub mod plan;
+pub mod reseed;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use futures::StreamExt;
 use jackal_core::bootstrap::objects::REGISTRY;
 use jackal_core::bootstrap::operator::OPERATOR;
 use jackal_core::bootstrap::steps::{Bootstrap, Reach, StepError, describe_pod, read_state, rollout_pending};
+use jackal_core::package::create::host_architecture;
 use jackal_core::registry::{Categorize, ErrorCategory};
 use jackal_core::transform::image::from_internal;
 use jackal_crds::JackalInit;
@@ -36,6 +38,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use self::plan::{Observed, Outcome, Registry};
+use self::reseed::SeedCache;
 use crate::context::{Context, api_category};
 
 /// Look again this often when everything is in place (and on every change of a Deployment).
@@ -65,6 +68,9 @@ pub enum Error {
     /// A bootstrap step failed.
     #[error(transparent)]
     Step(#[from] StepError),
+    /// The copy of the registry's image could not be kept.
+    #[error(transparent)]
+    Keep(#[from] reseed::KeepError),
     /// Writing the status failed.
     #[error("failed to write the status of JackalInit {name}: {source}")]
     Status {
@@ -80,6 +86,7 @@ impl Categorize for Error {
         match self {
             Self::Fetch { source, .. } | Self::Status { source, .. } => api_category(source),
             Self::Step(error) => error.category(),
+            Self::Keep(error) => error.category(),
         }
     }
 }
@@ -166,6 +173,8 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         .map_err(fetch("read the webhook configuration"))?
         .is_some();
     let seed_objects = bootstrap.seed_objects().await?;
+    let cache = SeedCache::new(&context.config.cache_dir);
+    let seed_cached = !bootstrap.registry_image.is_empty() && cache.holds(&bootstrap.registry_image);
     let observed = Observed {
         generation: init.metadata.generation,
         state: state.as_ref().map(|state| {
@@ -178,31 +187,94 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         operator_available,
         webhook_registered,
         seed_objects,
+        seed_cached,
     };
     // plan
     let previous = init.status.as_ref();
     let plan = plan::plan(&observed, previous.and_then(|status| status.observed_generation));
     // apply
-    if plan.clean_up {
-        bootstrap.clean_up().await?;
-        tracing::info!(objects = seed_objects, "removed the seed objects");
-    }
-    if plan.apply_registry
-        && let (Some(Ok(state)), Some(deployment)) = (&state, &registry_deployment)
-        && let Some(image) = container_image(deployment)
-    {
-        bootstrap.start_registry(state, &image).await?;
+    let applied = apply(
+        context,
+        init,
+        &plan,
+        &mut bootstrap,
+        &cache,
+        &state,
+        registry_deployment.as_ref(),
+    )
+    .await;
+    let mut plan = plan;
+    if let Err(error) = &applied {
+        // The status says what failed: retried while waiting may help, stalled when it cannot.
+        let category = error.category();
+        plan.outcome = if category.is_retryable() {
+            Outcome::Progressing("RetryingAfterError", error.to_string())
+        } else {
+            Outcome::Stalled(category.reason(), error.to_string())
+        };
     }
     // status
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = plan::status(&plan, &observed, previous, &now);
     write_status(context, init, &status).await?;
     announce(context, init, previous, &status).await;
+    applied?;
     Ok(match plan.outcome {
         Outcome::Ready => Action::requeue(READY_RESYNC),
         Outcome::Progressing(..) => Action::requeue(PROGRESS_RESYNC),
         Outcome::Stalled(..) => Action::requeue(STALLED_RESYNC),
     })
+}
+
+/// Does what `plan` asks: re-seed the registry, keep a copy of its image, clean up, follow the
+/// registry spec.
+async fn apply(
+    context: &Context,
+    init: &JackalInit,
+    plan: &plan::Plan,
+    bootstrap: &mut Bootstrap,
+    cache: &SeedCache,
+    state: &Option<Result<JackalState, String>>,
+    registry_deployment: Option<&Deployment>,
+) -> Result<(), Error> {
+    if let Some(Ok(state)) = state {
+        if plan.reseed {
+            let image = bootstrap.registry_image.clone();
+            tracing::warn!(%image, "the registry cannot pull its own image; seeding it again");
+            context
+                .publish(
+                    &init.object_ref(&()),
+                    EventType::Warning,
+                    "Reseeding",
+                    ACTION,
+                    format!("the registry cannot pull its own image; seeding it again from the operator's copy of {image}"),
+                )
+                .await;
+            cache.reseed(bootstrap, state, &image).await?;
+            tracing::info!(%image, "the registry runs from its own image again");
+        }
+        if plan.keep_seed {
+            let architecture = init
+                .spec
+                .architecture
+                .map_or_else(host_architecture, |architecture| architecture.as_str());
+            cache
+                .keep(bootstrap, state, &bootstrap.registry_image, architecture)
+                .await?;
+            tracing::info!(image = %bootstrap.registry_image, "kept a copy of the registry image for re-seeding");
+        }
+    }
+    if plan.clean_up {
+        bootstrap.clean_up().await?;
+        tracing::info!("removed the seed objects");
+    }
+    if plan.apply_registry
+        && let (Some(Ok(state)), Some(deployment)) = (state, registry_deployment)
+        && let Some(image) = container_image(deployment)
+    {
+        bootstrap.start_registry(state, &image).await?;
+    }
+    Ok(())
 }
 
 /// The state Secret: `None` before bootstrap, `Some(Err)` with what is wrong when unreadable.

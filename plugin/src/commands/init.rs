@@ -59,11 +59,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
 
 /// `jackal-init-<arch>-<version>.tar.zst` next to this binary.
 fn default_package() -> anyhow::Result<PathBuf> {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let architecture = jackal_core::package::create::host_architecture();
     let name = format!("jackal-init-{architecture}-{}.tar.zst", env!("CARGO_PKG_VERSION"));
     let binary = std::env::current_exe().context("failed to find this binary's directory")?;
     let candidate = binary.parent().unwrap_or(Path::new(".")).join(&name);
@@ -106,9 +102,17 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
         seed(&steps, &state, &package).await?;
     }
     stage("cleanup of the seed objects", steps.clean_up()).await?;
+    // Pinned by digest: the operator that runs is the one in this package, whatever a node has
+    // cached under the same tag.
+    let digest = package
+        .layout
+        .find(&package.operator_image)
+        .with_context(|| format!("the init package does not hold {}", package.operator_image))?
+        .digest;
+    let operator_image = format!("{}@{digest}", package.operator_image);
     stage(
         "operator from the registry",
-        steps.start_operator(&state, &package.operator_image),
+        steps.start_operator(&state, &operator_image),
     )
     .await?;
     stage(
@@ -136,16 +140,20 @@ async fn seed(steps: &Bootstrap, state: &JackalState, package: &InitPackage) -> 
         payload.digest
     );
     let seed = stage("seed registry (injector)", steps.start_injector(&payload)).await?;
-    let seed_image = format!("{seed}/{}", package.registry_image);
+    let seed_image = seed.image(&package.registry_image);
     stage("registry from the seed", steps.start_registry(state, &seed_image)).await?;
-    let copied = stage("seed images into the registry", steps.push_images(state, &seed)).await?;
+    let copied = stage(
+        "seed images into the registry",
+        steps.push_images(state, &seed.endpoint),
+    )
+    .await?;
     let (pushed, bytes) = copied.iter().fold((0, 0), |(blobs, bytes), copy| {
         (blobs + copy.pushed, bytes + copy.bytes)
     });
     eprintln!("        {pushed} blobs ({bytes} bytes) pushed");
     stage(
         "registry from its own image",
-        steps.self_host_registry(state, Some(&seed)),
+        steps.self_host_registry(state, Some(&seed.endpoint)),
     )
     .await?;
     let images = &package.images;

@@ -1,12 +1,15 @@
 //! `kubectl jackal init` as a user runs it: the init package built from `packages/init` with
-//! `package create`, then `init` against the test cluster: it ends with a registry at
-//! `127.0.0.1:<port>` that demands a login and serves the registry image under its digest, runs
-//! from its own image, leaves no seed object behind, and the operator running as a pod from that
-//! registry, owning a Ready `JackalInit`, with its webhook rewriting a workload's `docker.io` image
-//! to the registry, where the node pulls it. A second run changes nothing. Without a package it
-//! says where it looked.
+//! `package create`, then `init` against the test cluster, killed once mid-way and run again: it
+//! ends with a registry at `127.0.0.1:<port>` that demands a login and serves the registry image
+//! under its digest, runs from its own image, leaves no seed object behind, and the operator
+//! running as a pod from that registry, owning a Ready `JackalInit`, with its webhook rewriting a
+//! workload's `docker.io` image to the registry, where the node pulls it. A second run changes nothing. When the registry's
+//! image is removed from the node and its pod deleted, the operator seeds it again by itself.
+//! Without a package it says where it looked.
 
 use std::process::Command;
+
+use anyhow::Context as _;
 use std::time::Duration;
 
 use jackal_core::bootstrap::objects::{INJECTOR_LABEL, INJECTOR_VALUE, REGISTRY};
@@ -104,6 +107,30 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
             .args(["init", "--package", &package, "--namespace", &namespace.name])
             .args(["--registry-node-port", &NODE_PORT.to_string(), "--timeout", "300"]);
     };
+    // Killed once the registry runs from the seed: the next run resumes from there.
+    let mut interrupted = plugin(&cluster)?;
+    init(&mut interrupted);
+    let mut child = interrupted
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line?;
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[init] seed images into the registry") {
+            break;
+        }
+    }
+    child.kill()?;
+    child.wait()?;
+    assert!(
+        seen.contains("[init] registry from the seed"),
+        "the first run got as far as the registry from the seed:\n{seen}"
+    );
+
     let mut first = plugin(&cluster)?;
     init(&mut first);
     let (address, stages) = run_ok(&mut first)?;
@@ -176,15 +203,14 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         .as_ref()
         .and_then(|spec| spec.template.spec.as_ref())
         .and_then(|spec| spec.containers[0].image.clone());
-    assert_eq!(
-        operator_image.as_deref(),
-        Some(
-            format!(
-                "{address}/docker.io/jackaldev/jackal-operator:{}",
+    assert!(
+        operator_image
+            .as_deref()
+            .is_some_and(|image| image.starts_with(&format!(
+                "{address}/docker.io/jackaldev/jackal-operator:{}@sha256:",
                 env!("CARGO_PKG_VERSION")
-            )
-            .as_str()
-        )
+            ))),
+        "the operator runs from the registry, pinned by digest: {operator_image:?}"
     );
     assert_eq!(
         operator.status.and_then(|status| status.available_replicas),
@@ -214,7 +240,8 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         .collect();
     assert_eq!(
         steps,
-        ["State", "Registry", "Operator", "Webhook", "Cleanup"].map(|name| (name, StepPhase::Succeeded))
+        ["State", "Registry", "SeedCopy", "Operator", "Webhook", "Cleanup"]
+            .map(|name| (name, StepPhase::Succeeded))
     );
 
     // A workload naming docker.io is rewritten by the in-cluster webhook, reached by the API
@@ -283,9 +310,103 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
     let again = jackal_core::bootstrap::steps::read_state(&secrets.get(STATE_SECRET).await?)?;
     assert_eq!(again, state);
 
+    // Self-healing: the registry's image gone from the node and its only pod deleted, the new pod
+    // cannot pull it (the registry was that pod); the operator seeds the registry again from its
+    // copy, and the registry serves its image again.
+    workloads.delete("app", &DeleteParams::default()).await?;
+    let registry_image = format!("{address}/docker.io/library/registry:3.1.2");
+    crictl(&cluster, &["rmi", &registry_image])?;
+    let registry_pods = Api::<Pod>::namespaced(cluster.client.clone(), &namespace.name);
+    registry_pods
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default().labels(&format!("app={REGISTRY}")),
+        )
+        .await?;
+    // First the operator sees it (not Ready), then it heals (Ready again).
+    wait_until(
+        &inits,
+        INIT_NAME,
+        Duration::from_secs(60),
+        "not Ready",
+        |init: Option<&JackalInit>| !is_ready(init),
+    )
+    .await?;
+    wait_until(
+        &inits,
+        INIT_NAME,
+        Duration::from_secs(240),
+        "Ready again",
+        |init: Option<&JackalInit>| is_ready(init),
+    )
+    .await?;
+    let healed = http::request(
+        "HEAD",
+        &address,
+        "/v2/docker.io/library/registry/manifests/3.1.2",
+        &[
+            ("Authorization", login.as_str()),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
+        ],
+        b"",
+    )
+    .await?;
+    assert_eq!(healed.status, 200, "the registry serves its own image again");
+    let running = deployments.get(REGISTRY).await?;
+    let image = running
+        .spec
+        .and_then(|spec| spec.template.spec)
+        .and_then(|spec| spec.containers[0].image.clone());
+    assert_eq!(
+        image.as_deref(),
+        Some(registry_image.as_str()),
+        "back on its own image"
+    );
+    // Events about the cluster-scoped JackalInit are kept in `default`.
+    jackal_tests::wait::event_messages(
+        &cluster.client,
+        "default",
+        INIT_NAME,
+        "Reseeding",
+        Duration::from_secs(30),
+        |messages| messages.contains("seeding it again"),
+    )
+    .await?;
+    assert!(
+        config_maps.list(&seed_objects).await?.items.is_empty(),
+        "the seed is cleaned up again"
+    );
+
     drop(cluster_wide);
     let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
     Ok(())
+}
+
+fn is_ready(init: Option<&JackalInit>) -> bool {
+    init.and_then(|init| init.status.as_ref()).is_some_and(|status| {
+        status
+            .conditions
+            .iter()
+            .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+    })
+}
+
+/// Runs crictl against the test node's containerd.
+fn crictl(cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(cluster.dir().join("bin/crictl"))
+        .arg("--runtime-endpoint")
+        .arg(format!(
+            "unix://{}",
+            cluster.dir().join("containerd/containerd.sock").display()
+        ))
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "crictl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[test]

@@ -58,6 +58,7 @@ async fn pull_secrets_follow_namespaces_and_credentials() -> anyhow::Result<()> 
     let cluster = Cluster::connect().await?;
     let config = RunConfig {
         namespace: "jackal".into(),
+        cache_dir: std::env::temp_dir(),
         webhook_address: "127.0.0.1:0".parse()?,
         admin_address: "127.0.0.1:0".parse()?,
         service: "jackal-webhook".into(),

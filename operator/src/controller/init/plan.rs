@@ -1,6 +1,7 @@
 //! The `JackalInit` controller's decisions, pure: from what was observed in the cluster, each
-//! bootstrap step's phase, what to do now (clean up the seed, follow the registry spec) and the
-//! kstatus outcome. Tested without a cluster.
+//! bootstrap step's phase, what to do now (clean up the seed, follow the registry spec, keep a
+//! copy of the registry's image, seed the registry again) and the kstatus outcome. Tested without
+//! a cluster.
 
 use jackal_crds::condition::{Condition, ConditionType};
 use jackal_crds::init::{BootstrapStep, JackalInitStatus, RegistryStatus, StepPhase};
@@ -39,6 +40,8 @@ pub struct Observed {
     pub webhook_registered: bool,
     /// Seed objects (injector pod, Service, ConfigMaps) still in the cluster.
     pub seed_objects: usize,
+    /// Whether the operator's cache holds a copy of the registry's image.
+    pub seed_cached: bool,
 }
 
 /// What to do and what to report.
@@ -48,6 +51,10 @@ pub struct Plan {
     pub clean_up: bool,
     /// Apply the registry's Deployment and Service from the spec (it changed).
     pub apply_registry: bool,
+    /// Copy the registry's image into the operator's cache.
+    pub keep_seed: bool,
+    /// Seed the registry again from that copy: it cannot pull its own image.
+    pub reseed: bool,
     /// Each step: name, phase, message.
     pub steps: Vec<(&'static str, StepPhase, String)>,
     /// The outcome.
@@ -66,7 +73,7 @@ pub enum Outcome {
 }
 
 /// Step names, in bootstrap order.
-pub const STEPS: [&str; 5] = ["State", "Registry", "Operator", "Webhook", "Cleanup"];
+pub const STEPS: [&str; 6] = ["State", "Registry", "SeedCopy", "Operator", "Webhook", "Cleanup"];
 
 /// Decides from `observed`; `observed_generation` is the generation the last status described.
 pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
@@ -85,12 +92,36 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
         Registry::Missing => (Pending, "no registry Deployment yet".to_owned()),
         Registry::Seeding => (Running, "running from the seed registry".to_owned()),
         Registry::RollingOut(detail) => (Running, format!("rolling out: {detail}")),
-        Registry::ImageUnavailable(detail) => (Failed, format!("cannot pull its own image: {detail}")),
+        Registry::ImageUnavailable(detail) if observed.seed_cached => (
+            Running,
+            format!("cannot pull its own image, seeding it again from the operator's copy: {detail}"),
+        ),
+        Registry::ImageUnavailable(detail) => (
+            Failed,
+            format!(
+                "cannot pull its own image and the operator holds no copy of it (run `kubectl jackal init` again): {detail}"
+            ),
+        ),
         Registry::NotServing => (Running, "available but not serving its own image yet".to_owned()),
         Registry::SelfHosted => (Succeeded, "runs from its own image".to_owned()),
     };
     steps.push(("Registry", registry.0, registry.1.clone()));
     let self_hosted = observed.registry == Registry::SelfHosted;
+    let copy = match (observed.seed_cached, self_hosted) {
+        (true, _) => (
+            Succeeded,
+            "the operator holds a copy of the registry's image to seed it again".to_owned(),
+        ),
+        (false, true) => (
+            Running,
+            "copying the registry's image into the operator's cache".to_owned(),
+        ),
+        (false, false) => (
+            Pending,
+            "taken once the registry runs from its own image".to_owned(),
+        ),
+    };
+    steps.push(("SeedCopy", copy.0, copy.1));
     let operator = if observed.operator_available {
         (Succeeded, "available".to_owned())
     } else {
@@ -120,6 +151,8 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
         Outcome::Progressing("WaitingForInit", state.1)
     } else if registry.0 == Failed {
         Outcome::Stalled("RegistryImageUnavailable", registry.1)
+    } else if matches!(observed.registry, Registry::ImageUnavailable(_)) {
+        Outcome::Progressing("Reseeding", registry.1)
     } else if !self_hosted {
         Outcome::Progressing("RegistryNotReady", registry.1)
     } else if let Some((name, _, message)) = steps.iter().find(|(_, phase, _)| *phase != Succeeded) {
@@ -131,6 +164,8 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
     Plan {
         clean_up,
         apply_registry: self_hosted && observed_generation != observed.generation,
+        keep_seed: self_hosted && !observed.seed_cached,
+        reseed: matches!(observed.registry, Registry::ImageUnavailable(_)) && observed.seed_cached,
         steps,
         outcome,
     }
@@ -140,6 +175,7 @@ fn step_reason(step: &str) -> &'static str {
     match step {
         "Operator" => "OperatorNotReady",
         "Webhook" => "WebhookNotRegistered",
+        "SeedCopy" => "CopyingSeed",
         _ => "CleaningUp",
     }
 }
@@ -243,6 +279,7 @@ mod tests {
             operator_available: true,
             webhook_registered: true,
             seed_objects: 0,
+            seed_cached: true,
         }
     }
 
@@ -254,7 +291,7 @@ mod tests {
     fn everything_in_place_is_ready_and_does_nothing() {
         let plan = plan(&ready(), Some(3));
         assert_eq!(plan.outcome, Outcome::Ready);
-        assert!(!plan.clean_up && !plan.apply_registry);
+        assert!(!plan.clean_up && !plan.apply_registry && !plan.keep_seed && !plan.reseed);
         assert!(
             plan.steps
                 .iter()
@@ -320,14 +357,45 @@ mod tests {
     }
 
     #[test]
-    fn a_registry_that_cannot_pull_its_image_or_a_bad_state_stalls() {
+    fn the_registry_image_is_kept_once_the_registry_runs_from_it() {
+        let uncached = Observed {
+            seed_cached: false,
+            ..ready()
+        };
+        assert!(plan(&uncached, Some(3)).keep_seed);
+        assert!(!plan(&ready(), Some(3)).keep_seed);
+        let seeding = Observed {
+            registry: Registry::Seeding,
+            ..uncached
+        };
+        assert!(!plan(&seeding, Some(3)).keep_seed, "only its own image is kept");
+    }
+
+    #[test]
+    fn a_registry_that_cannot_pull_its_image_is_seeded_again_from_the_copy() {
         let lost = Observed {
             registry: Registry::ImageUnavailable("ImagePullBackOff".to_owned()),
             ..ready()
         };
+        let healing = plan(&lost, Some(3));
+        assert!(healing.reseed);
+        assert!(matches!(healing.outcome, Outcome::Progressing("Reseeding", _)));
+        assert!(!healing.clean_up && !healing.keep_seed);
+    }
+
+    #[test]
+    fn a_registry_that_cannot_pull_its_image_without_a_copy_or_a_bad_state_stalls() {
+        let lost = Observed {
+            registry: Registry::ImageUnavailable("ImagePullBackOff".to_owned()),
+            seed_cached: false,
+            ..ready()
+        };
+        let stalled = plan(&lost, Some(3));
+        assert!(!stalled.reseed);
         assert!(matches!(
-            plan(&lost, Some(3)).outcome,
-            Outcome::Stalled("RegistryImageUnavailable", message) if message.contains("ImagePullBackOff")
+            stalled.outcome,
+            Outcome::Stalled("RegistryImageUnavailable", message)
+                if message.contains("ImagePullBackOff") && message.contains("kubectl jackal init")
         ));
         let broken = Observed {
             state: Some(Err(
