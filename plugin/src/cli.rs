@@ -21,8 +21,10 @@ pub enum Command {
     /// Bootstrap Jackal into the current cluster (KUBECONFIG): install the CRDs, the namespace and
     /// the JackalInit, then seed a registry from ConfigMaps and an image already on a node, run
     /// the permanent registry (htpasswd accounts, NodePort 31999), copy the seed images into it,
-    /// make it pull its own image, and remove every seed object. Safe to run again: it resumes a
-    /// half-done bootstrap and changes nothing on a finished one.
+    /// make it pull its own image, push the other init images, and remove every seed object; then
+    /// start the operator from the registry (its RBAC, Deployment and webhook Service) and wait
+    /// until it reports the JackalInit Ready. Safe to run again: it resumes a half-done bootstrap
+    /// and changes nothing on a finished one.
     Init(InitArgs),
     /// Create, inspect, verify, publish and pull packages.
     #[command(subcommand)]
@@ -64,7 +66,7 @@ pub struct InitArgs {
     /// The namespace Jackal lives in.
     #[arg(long, default_value = jackal_crds::names::NAMESPACE)]
     pub namespace: String,
-    /// Give up after this many seconds.
+    /// Give up after this many seconds (the whole run, waiting for Ready included).
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
 }

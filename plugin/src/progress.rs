@@ -50,6 +50,14 @@ impl Progress {
         }
     }
 
+    /// A line of its own: above the bar on a terminal, on stderr otherwise.
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Ends the display.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

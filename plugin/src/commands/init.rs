@@ -20,6 +20,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 use crate::cli::InitArgs;
+use crate::progress::Progress;
 
 /// The CRDs, as generated from the Rust types (`make generate`).
 const CRDS: [(&str, &str); 2] = [
@@ -48,9 +49,12 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let timeout = Duration::from_secs(args.timeout);
         runtime.block_on(async {
-            tokio::time::timeout(timeout, bootstrap(&args, init_package))
-                .await
-                .with_context(|| format!("init did not finish within {} s (--timeout)", args.timeout))?
+            let stages = Stages {
+                progress: Progress::new(),
+            };
+            let result = tokio::time::timeout(timeout, bootstrap(&args, init_package, &stages)).await;
+            stages.finish();
+            result.with_context(|| format!("init did not finish within {} s (--timeout)", args.timeout))?
         })
     });
     let _ = std::fs::remove_dir_all(&work);
@@ -71,12 +75,12 @@ fn default_package() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
-async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> {
+async fn bootstrap(args: &InitArgs, package: InitPackage, stages: &Stages) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("failed to connect to the Kubernetes API (KUBECONFIG)")?;
     let started = Instant::now();
-    let spec = install(&client, args).await?;
+    let spec = install(&client, args, stages).await?;
     let steps = Bootstrap {
         client,
         namespace: args.namespace.clone(),
@@ -86,22 +90,29 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
         injector_binary: package.injector_binary.clone(),
         reach: Reach::NodePort,
     };
-    let state = stage("cluster state (registry accounts)", steps.ensure_state()).await?;
-    let done = stage(
-        "look for a running registry",
-        steps.registry_is_self_hosted(&state),
-    )
-    .await?;
+    let state = stages
+        .run("cluster state (registry accounts)", steps.ensure_state())
+        .await?;
+    let done = stages
+        .run(
+            "look for a running registry",
+            steps.registry_is_self_hosted(&state),
+        )
+        .await?;
     if done {
-        eprintln!("        the registry runs from its own image: nothing to seed");
+        stages.note("        the registry runs from its own image: nothing to seed");
         let image = steps
             .self_hosted_image(&state)
             .context("the registry image has no place in the registry")?;
-        stage("registry settings", steps.start_registry(&state, &image)).await?;
+        stages
+            .run("registry settings", steps.start_registry(&state, &image))
+            .await?;
     } else {
-        seed(&steps, &state, &package).await?;
+        seed(&steps, &state, &package, stages).await?;
     }
-    stage("cleanup of the seed objects", steps.clean_up()).await?;
+    stages
+        .run("cleanup of the seed objects", steps.clean_up())
+        .await?;
     // Pinned by digest: the operator that runs is the one in this package, whatever a node has
     // cached under the same tag.
     let digest = package
@@ -110,65 +121,81 @@ async fn bootstrap(args: &InitArgs, package: InitPackage) -> anyhow::Result<()> 
         .with_context(|| format!("the init package does not hold {}", package.operator_image))?
         .digest;
     let operator_image = format!("{}@{digest}", package.operator_image);
-    stage(
-        "operator from the registry",
-        steps.start_operator(&state, &operator_image),
-    )
-    .await?;
-    stage(
-        "the operator reports the JackalInit Ready",
-        wait_ready(&steps.client),
-    )
-    .await?;
-    eprintln!(
+    stages
+        .run(
+            "operator from the registry",
+            steps.start_operator(&state, &operator_image),
+        )
+        .await?;
+    stages
+        .run(
+            "the operator reports the JackalInit Ready",
+            wait_ready(&steps.client, stages),
+        )
+        .await?;
+    stages.note(&format!(
         "jackal is initialised{} in {:.1} s: registry at {} (namespace {})",
         if done { " (nothing changed)" } else { "" },
         started.elapsed().as_secs_f64(),
         state.registry.address,
         args.namespace
-    );
+    ));
     println!("{}", state.registry.address);
     Ok(())
 }
 
 /// From ConfigMaps to a registry running from its own image and holding every init image.
-async fn seed(steps: &Bootstrap, state: &JackalState, package: &InitPackage) -> anyhow::Result<()> {
-    let payload = stage("seed payload into ConfigMaps", steps.write_payload()).await?;
-    eprintln!(
+async fn seed(
+    steps: &Bootstrap,
+    state: &JackalState,
+    package: &InitPackage,
+    stages: &Stages,
+) -> anyhow::Result<()> {
+    let payload = stages
+        .run("seed payload into ConfigMaps", steps.write_payload())
+        .await?;
+    stages.note(&format!(
         "        {} chunks, payload {}",
         payload.chunks.len(),
         payload.digest
-    );
-    let seed = stage("seed registry (injector)", steps.start_injector(&payload)).await?;
+    ));
+    let seed = stages
+        .run("seed registry (injector)", steps.start_injector(&payload))
+        .await?;
     let seed_image = seed.image(&package.registry_image);
-    stage("registry from the seed", steps.start_registry(state, &seed_image)).await?;
-    let copied = stage(
-        "seed images into the registry",
-        steps.push_images(state, &seed.endpoint),
-    )
-    .await?;
+    stages
+        .run("registry from the seed", steps.start_registry(state, &seed_image))
+        .await?;
+    let copied = stages
+        .run(
+            "seed images into the registry",
+            steps.push_images(state, &seed.endpoint),
+        )
+        .await?;
     let (pushed, bytes) = copied.iter().fold((0, 0), |(blobs, bytes), copy| {
         (blobs + copy.pushed, bytes + copy.bytes)
     });
-    eprintln!("        {pushed} blobs ({bytes} bytes) pushed");
-    stage(
-        "registry from its own image",
-        steps.self_host_registry(state, Some(&seed.endpoint)),
-    )
-    .await?;
+    stages.note(&format!("        {pushed} blobs ({bytes} bytes) pushed"));
+    stages
+        .run(
+            "registry from its own image",
+            steps.self_host_registry(state, Some(&seed.endpoint)),
+        )
+        .await?;
     let images = &package.images;
-    let others = stage(
-        "the other init images into the registry",
-        steps.push_package_images(state, &package.layout, images),
-    )
-    .await?;
-    eprintln!("        {} images", others.len());
+    let others = stages
+        .run(
+            "the other init images into the registry",
+            steps.push_package_images(state, &package.layout, images),
+        )
+        .await?;
+    stages.note(&format!("        {} images", others.len()));
     Ok(())
 }
 
 /// Waits until the operator has written `Ready=True` for the current generation of the
 /// `JackalInit`, printing what it reports on the way (the `--timeout` bounds the wait).
-async fn wait_ready(client: &Client) -> anyhow::Result<()> {
+async fn wait_ready(client: &Client, stages: &Stages) -> anyhow::Result<()> {
     let inits = Api::<JackalInit>::all(client.clone());
     let mut said = String::new();
     loop {
@@ -190,32 +217,56 @@ async fn wait_ready(client: &Client) -> anyhow::Result<()> {
             .map(|ready| format!("{}: {}", ready.reason, ready.message))
             .unwrap_or_else(|| "no status from the operator yet".to_owned());
         if now != said {
-            eprintln!("        {now}");
+            stages.note(&format!("        {now}"));
             said = now;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// Runs one step, printing its name before and its duration after.
-async fn stage<T, E>(name: &str, step: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
-where
-    E: Into<anyhow::Error>,
-{
-    eprintln!("[init] {name}");
-    let started = Instant::now();
-    let result = step
-        .await
-        .map_err(Into::into)
-        .with_context(|| format!("{name} failed"))?;
-    eprintln!("        done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(result)
+/// The stages of `init` as they pass: on a terminal a spinner with the current stage and its
+/// time, finished stages above it; otherwise plain lines.
+struct Stages {
+    progress: Progress,
+}
+
+impl Stages {
+    /// Runs one step, saying its name before and its duration after.
+    async fn run<T, E>(&self, name: &str, step: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+    where
+        E: Into<anyhow::Error>,
+    {
+        jackal_core::progress::Progress::step(&self.progress, &format!("[init] {name}"));
+        let started = Instant::now();
+        let result = step
+            .await
+            .map_err(Into::into)
+            .with_context(|| format!("{name} failed"))?;
+        self.note(&format!(
+            "        done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(result)
+    }
+
+    /// A line of its own.
+    fn note(&self, line: &str) {
+        self.progress.note(line);
+    }
+
+    /// Ends the display.
+    fn finish(&self) {
+        self.progress.finish();
+    }
 }
 
 /// Applies the CRDs and the namespace, and creates the `JackalInit` unless one exists (a user's or
 /// a GitOps tool's spec is kept); returns the spec in force.
-async fn install(client: &Client, args: &InitArgs) -> anyhow::Result<JackalInitSpec> {
-    eprintln!("[init] CRDs, namespace {} and the JackalInit", args.namespace);
+async fn install(client: &Client, args: &InitArgs, stages: &Stages) -> anyhow::Result<JackalInitSpec> {
+    stages.note(&format!(
+        "[init] CRDs, namespace {} and the JackalInit",
+        args.namespace
+    ));
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for (name, yaml) in CRDS {
