@@ -177,36 +177,36 @@ pub struct Payload {
     pub chunk_digests: Vec<Digest>,
 }
 
+/// A namespaced Kubernetes object type the steps read and apply.
+pub(crate) trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 impl Bootstrap {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
+    fn api<K: Namespaced>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    async fn apply<K>(&self, object: &K, name: &str) -> Result<K, StepError>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let kind = K::kind(&K::DynamicType::default()).into_owned();
-        self.api::<K>()
-            .patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(object),
-            )
-            .await
-            .map_err(api(format!("apply {kind} {}/{name}", self.namespace)))
+    async fn apply<K: Namespaced + Serialize>(&self, object: &K, name: &str) -> Result<K, StepError> {
+        apply_with(
+            self.api::<K>(),
+            object,
+            &format!("{}/{name}", self.namespace),
+            name,
+        )
+        .await
     }
 
     /// The registry's NodePort.
@@ -779,6 +779,24 @@ impl Bootstrap {
             .map_err(api("delete the payload ConfigMaps"))?;
         Ok(())
     }
+}
+
+/// Server-side applies `object` named `name` through `objects` (field manager [`FIELD_MANAGER`]);
+/// errors name it as `shown`.
+async fn apply_with<K>(objects: Api<K>, object: &K, shown: &str, name: &str) -> Result<K, StepError>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    objects
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map_err(api(format!("apply {kind} {shown}")))
 }
 
 /// Registry access with the push account to the registry reached at `endpoint`. The registry and

@@ -41,11 +41,22 @@ fn plugin(cluster: &Cluster) -> anyhow::Result<Command> {
 /// The cluster-wide objects the in-cluster operator of this test makes or is given (its webhook
 /// configuration, whose `failurePolicy: Fail` would refuse pods everywhere once its Service is
 /// gone; its ClusterRole and binding; the `JackalInit`), removed before and after the test, also
-/// when it fails.
-struct ClusterWide<'a>(&'a Cluster);
+/// when it fails. The operator goes first (its pods gone): running, it would register its
+/// webhook again.
+struct ClusterWide<'a>(&'a Cluster, &'a str);
 
 impl ClusterWide<'_> {
     fn remove(&self) {
+        let _ = self.0.kubectl_output(&[
+            "delete",
+            "deployment",
+            OPERATOR,
+            "-n",
+            self.1,
+            "--ignore-not-found",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ]);
         for args in [
             ["delete", "mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION],
             ["delete", "clusterrolebinding", OPERATOR],
@@ -84,7 +95,7 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         .await?;
     // The JackalInit is cluster-wide: start from none, so this test's port is the one used.
     let inits = Api::<JackalInit>::all(cluster.client.clone());
-    let cluster_wide = ClusterWide(&cluster);
+    let cluster_wide = ClusterWide(&cluster, &namespace.name);
     cluster_wide.remove();
 
     let (package, _) = run_ok(
@@ -155,37 +166,14 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         &state.registry.push_username,
         state.registry.push_password.expose(),
     );
-    let manifest = http::request(
-        "HEAD",
-        &address,
-        "/v2/docker.io/library/registry/manifests/3.1.2",
-        &[
-            ("Authorization", login.as_str()),
-            ("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
-        ],
-        b"",
-    )
-    .await?;
+    let manifest = head_manifest(&address, &login, "docker.io/library/registry", "3.1.2").await?;
     let expected = Layout::new(cluster.dir().join("images/layout"))
         .find("docker.io/library/registry:3.1.2")?
         .digest;
     assert_eq!(manifest.status, 200);
     assert_eq!(manifest.header("docker-content-digest"), Some(expected.as_str()));
     // The operator's image came from the package's layout, not through ConfigMaps.
-    let operator = http::request(
-        "HEAD",
-        &address,
-        "/v2/docker.io/jackaldev/jackal-operator/manifests/0.1.0",
-        &[
-            ("Authorization", login.as_str()),
-            (
-                "Accept",
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
-            ),
-        ],
-        b"",
-    )
-    .await?;
+    let operator = head_manifest(&address, &login, "docker.io/jackaldev/jackal-operator", "0.1.0").await?;
     assert_eq!(operator.status, 200, "the operator image is in the registry");
     assert!(
         stages.contains("[init] the other init images into the registry"),
@@ -340,17 +328,7 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         |init: Option<&JackalInit>| is_ready(init),
     )
     .await?;
-    let healed = http::request(
-        "HEAD",
-        &address,
-        "/v2/docker.io/library/registry/manifests/3.1.2",
-        &[
-            ("Authorization", login.as_str()),
-            ("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"),
-        ],
-        b"",
-    )
-    .await?;
+    let healed = head_manifest(&address, &login, "docker.io/library/registry", "3.1.2").await?;
     assert_eq!(healed.status, 200, "the registry serves its own image again");
     let running = deployments.get(REGISTRY).await?;
     let image = running
@@ -380,6 +358,29 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
     drop(cluster_wide);
     let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
     Ok(())
+}
+
+/// `HEAD /v2/REPOSITORY/manifests/TAG` with `login`, accepting image manifests and indexes.
+async fn head_manifest(
+    address: &str,
+    login: &str,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<http::Response> {
+    http::request(
+        "HEAD",
+        address,
+        &format!("/v2/{repository}/manifests/{tag}"),
+        &[
+            ("Authorization", login),
+            (
+                "Accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            ),
+        ],
+        b"",
+    )
+    .await
 }
 
 fn is_ready(init: Option<&JackalInit>) -> bool {

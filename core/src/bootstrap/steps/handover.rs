@@ -5,11 +5,10 @@ use jackal_crds::state::JackalState;
 use k8s_openapi::ClusterResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Bootstrap, FIELD_MANAGER, StepError, api};
+use super::{Bootstrap, StepError, apply_with};
 use crate::bootstrap::operator::{self, OPERATOR};
 use crate::transform::image::to_internal;
 
@@ -24,15 +23,7 @@ impl Bootstrap {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let kind = K::kind(&K::DynamicType::default()).into_owned();
-        Api::<K>::all(self.client.clone())
-            .patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(object),
-            )
-            .await
-            .map_err(api(format!("apply {kind} {name}")))
+        apply_with(Api::<K>::all(self.client.clone()), object, name, name).await
     }
 
     /// Runs the operator from the registry's copy of `operator_image`, as its own ServiceAccount

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use serde::de::DeserializeOwned;
 
-use super::{Bootstrap, StepError, api};
+use super::{Bootstrap, Namespaced, StepError, api};
 
 /// How long a pod or Deployment may take to become ready before the step fails.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -96,14 +95,7 @@ impl Bootstrap {
     }
 
     /// Waits until the object `name` is gone.
-    pub(super) async fn wait_gone<K>(&self, name: &str) -> Result<(), StepError>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
+    pub(super) async fn wait_gone<K: Namespaced>(&self, name: &str) -> Result<(), StepError> {
         let objects = self.api::<K>();
         poll_until(
             &format!("{name} (deletion)"),
