@@ -188,6 +188,10 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         webhook_registered,
         seed_objects,
         seed_cached,
+        architecture: init
+            .spec
+            .architecture
+            .or_else(|| serde_json::from_value(serde_json::Value::from(host_architecture())).ok()),
     };
     // plan
     let previous = init.status.as_ref();

@@ -221,6 +221,10 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         status.registry.map(|registry| registry.address),
         Some(address.clone())
     );
+    assert_eq!(
+        status.architecture.map(|architecture| architecture.as_str()),
+        Some(jackal_core::package::create::host_architecture())
+    );
     let steps: Vec<_> = status
         .steps
         .iter()

@@ -4,7 +4,7 @@
 //! a cluster.
 
 use jackal_crds::condition::{Condition, ConditionType};
-use jackal_crds::init::{BootstrapStep, JackalInitStatus, RegistryStatus, StepPhase};
+use jackal_crds::init::{Architecture, BootstrapStep, JackalInitStatus, RegistryStatus, StepPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The registry as observed.
@@ -42,6 +42,8 @@ pub struct Observed {
     pub seed_objects: usize,
     /// Whether the operator's cache holds a copy of the registry's image.
     pub seed_cached: bool,
+    /// The architecture in use: the spec's, or the operator's own.
+    pub architecture: Option<Architecture>,
 }
 
 /// What to do and what to report.
@@ -256,7 +258,7 @@ pub fn status(
     JackalInitStatus {
         observed_generation: observed.generation,
         conditions,
-        architecture: previous.and_then(|status| status.architecture),
+        architecture: observed.architecture,
         registry: match &observed.state {
             Some(Ok(address)) => Some(RegistryStatus {
                 address: address.clone(),
@@ -280,6 +282,7 @@ mod tests {
             webhook_registered: true,
             seed_objects: 0,
             seed_cached: true,
+            architecture: Some(Architecture::Amd64),
         }
     }
 
@@ -415,6 +418,7 @@ mod tests {
         let first = status(&plan(&observed, None), &observed, None, &time(100));
         assert_eq!(first.observed_generation, Some(3));
         assert_eq!(first.registry.as_ref().unwrap().address, "127.0.0.1:31999");
+        assert_eq!(first.architecture, Some(Architecture::Amd64));
         let ready_condition = |status: &JackalInitStatus| {
             status
                 .conditions
