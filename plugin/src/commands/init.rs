@@ -33,6 +33,8 @@ const CRDS: [(&str, &str); 2] = [
         include_str!("../../../charts/jackal/crds/jackalpackages.jackal.dev.yaml"),
     ),
 ];
+/// How long the operator may report `Stalled` before `init` gives up waiting for `Ready`.
+const STALLED_GRACE: Duration = Duration::from_secs(30);
 /// Field manager of what the plugin applies.
 const FIELD_MANAGER: &str = "kubectl-jackal";
 
@@ -194,10 +196,13 @@ async fn seed(
 }
 
 /// Waits until the operator has written `Ready=True` for the current generation of the
-/// `JackalInit`, printing what it reports on the way (the `--timeout` bounds the wait).
+/// `JackalInit`, printing what it reports on the way (the `--timeout` bounds the wait). A
+/// `Stalled` that lasts [`STALLED_GRACE`] ends the wait: one written before this run's work was
+/// seen by the operator does not.
 async fn wait_ready(client: &Client, stages: &Stages) -> anyhow::Result<()> {
     let inits = Api::<JackalInit>::all(client.clone());
     let mut said = String::new();
+    let mut stalled_since = None;
     loop {
         let init = inits
             .get(INIT_NAME)
@@ -210,8 +215,12 @@ async fn wait_ready(client: &Client, stages: &Stages) -> anyhow::Result<()> {
         if current && condition("Ready").is_some_and(|ready| ready.status == "True") {
             return Ok(());
         }
-        if current && let Some(stalled) = condition("Stalled").filter(|stalled| stalled.status == "True") {
-            anyhow::bail!("stalled ({}): {}", stalled.reason, stalled.message);
+        match condition("Stalled").filter(|stalled| current && stalled.status == "True") {
+            Some(stalled) if stalled_since.get_or_insert_with(Instant::now).elapsed() > STALLED_GRACE => {
+                anyhow::bail!("stalled ({}): {}", stalled.reason, stalled.message);
+            }
+            Some(_) => {}
+            None => stalled_since = None,
         }
         let now = condition("Ready")
             .map(|ready| format!("{}: {}", ready.reason, ready.message))

@@ -87,7 +87,7 @@ fn run_ok(command: &mut Command) -> anyhow::Result<(String, String)> {
 }
 
 #[tokio::test]
-async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow::Result<()> {
+async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let scratch = Scratch::new("bootstrap-init")?;
     let namespace = cluster
@@ -359,6 +359,62 @@ async fn init_bootstraps_a_registry_and_a_second_run_changes_nothing() -> anyhow
         "the seed is cleaned up again"
     );
 
+    // An operator that starts while the registry cannot pull its image has no copy to seed it
+    // from: it says so (Stalled) and what to do, and `init` again heals the registry.
+    let scale = |replicas: &str| {
+        cluster.kubectl_ok(&[
+            "scale",
+            "deployment",
+            OPERATOR,
+            "-n",
+            &namespace.name,
+            &format!("--replicas={replicas}"),
+        ])
+    };
+    scale("0")?;
+    let operator_pods = ListParams::default().labels(&format!("app={OPERATOR}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !registry_pods.list(&operator_pods).await?.items.is_empty() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the operator pod did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    crictl(&cluster, &["rmi", &registry_image])?;
+    registry_pods
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default().labels(&format!("app={REGISTRY}")),
+        )
+        .await?;
+    scale("1")?;
+    let stalled = wait_until(
+        &inits,
+        INIT_NAME,
+        Duration::from_secs(120),
+        "Stalled",
+        |init: Option<&JackalInit>| {
+            condition_of(init, "Stalled").is_some_and(|stalled| stalled.status == "True")
+        },
+    )
+    .await?;
+    let reason = condition_of(Some(&stalled), "Stalled")
+        .cloned()
+        .context("no Stalled condition")?;
+    assert_eq!(reason.reason, "RegistryImageUnavailable");
+    assert!(
+        reason.message.contains("kubectl jackal init"),
+        "{}",
+        reason.message
+    );
+    let mut third = plugin(&cluster)?;
+    init(&mut third);
+    run_ok(&mut third)?;
+    let served = head_manifest(&address, &login, "docker.io/library/registry", "3.1.2").await?;
+    assert_eq!(served.status, 200, "init again heals the registry");
+    assert!(is_ready(inits.get_opt(INIT_NAME).await?.as_ref()));
+
     drop(cluster_wide);
     let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
     Ok(())
@@ -387,13 +443,18 @@ async fn head_manifest(
     .await
 }
 
+fn condition_of<'a>(
+    init: Option<&'a JackalInit>,
+    kind: &str,
+) -> Option<&'a jackal_crds::condition::Condition> {
+    init.and_then(|init| init.status.as_ref())?
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == kind)
+}
+
 fn is_ready(init: Option<&JackalInit>) -> bool {
-    init.and_then(|init| init.status.as_ref()).is_some_and(|status| {
-        status
-            .conditions
-            .iter()
-            .any(|condition| condition.type_ == "Ready" && condition.status == "True")
-    })
+    condition_of(init, "Ready").is_some_and(|ready| ready.status == "True")
 }
 
 /// Runs crictl against the test node's containerd.
