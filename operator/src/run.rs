@@ -233,10 +233,18 @@ async fn keep_registered(context: Arc<Context>, manager: Arc<CertificateManager>
                 }
             }
         }
+        // Shutdown first: stopping, the state follower ends and closes the channel, which is no
+        // failure of this task.
         tokio::select! {
-            changed = cluster.changed() => changed.context("the cluster state channel closed")?,
-            () = tokio::time::sleep(REGISTRATION_RETRY), if retry => {}
+            biased;
             () = context.shutdown.cancelled() => return Ok(()),
+            changed = cluster.changed() => {
+                if changed.is_err() && context.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                changed.context("the cluster state channel closed")?;
+            }
+            () = tokio::time::sleep(REGISTRATION_RETRY), if retry => {}
         }
     }
 }
