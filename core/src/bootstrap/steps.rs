@@ -10,7 +10,6 @@ mod handover;
 mod wait;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jackal_crds::init::JackalInitSpec;
 use jackal_crds::names::{DEFAULT_REGISTRY_NODE_PORT, REGISTRY_PULL_SECRET, STATE_KEY, STATE_SECRET};
@@ -29,7 +28,8 @@ use super::seed::{self, Placement};
 use crate::oci::Digest;
 use crate::payload::{self, DEFAULT_CHUNK_SIZE, SourceImage};
 use crate::registry::copy::{Copied, copy_image, push_from_layout};
-use crate::registry::{Access, DockerConfig, ErrorCategory};
+use crate::registry::error::retry;
+use crate::registry::{Access, Categorize, DockerConfig, ErrorCategory};
 use crate::transform::image::{from_internal, to_internal};
 
 use wait::wait_serving;
@@ -99,10 +99,8 @@ pub enum StepError {
     },
 }
 
-impl StepError {
-    /// How a caller should react.
-    pub fn category(&self) -> ErrorCategory {
-        use crate::registry::Categorize as _;
+impl Categorize for StepError {
+    fn category(&self) -> ErrorCategory {
         match self {
             Self::Api { source, .. } => match source {
                 kube::Error::Api(status) => crate::registry::error::status_category(status.code),
@@ -658,20 +656,11 @@ impl Bootstrap {
         let image = self.self_hosted_image(state)?;
         self.start_registry(state, &image).await?;
         if let Some(seed) = seed {
-            // Right after the rollout the NodePort may still reach the old pod as it stops, and a
-            // client whose login attempt hit it goes on without credentials: try again afresh.
-            let mut attempt = 1;
-            loop {
-                match self.push_images(state, seed).await {
-                    Ok(_) => break,
-                    Err(error @ StepError::Copy(_)) if attempt < 5 => {
-                        tracing::warn!(%error, attempt, "copying the seed images into the new registry pod failed; retrying");
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
+            // Right after the rollout the NodePort may still reach the old pod as it stops.
+            retry("copying the seed images into the new registry pod", 5, || {
+                self.push_images(state, seed)
+            })
+            .await?;
         }
         Ok(())
     }

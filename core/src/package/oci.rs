@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jackal_crds::definition::PackageDefinition;
 use serde::{Deserialize, Serialize};
@@ -116,24 +115,13 @@ fn annotations(definition: &PackageDefinition) -> BTreeMap<String, String> {
     annotations
 }
 
-async fn retry<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, OciError>
+/// [`crate::registry::error::retry`] with this module's number of attempts.
+async fn retry<T, F, Fut>(what: &str, attempt: F) -> Result<T, OciError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, OciError>>,
 {
-    let mut number = 0;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            // Only what may go away is retried: a 401 or a 404 answers the same every time.
-            Err(error) if error.category().is_retryable() && number + 1 < ATTEMPTS => {
-                tracing::warn!(what, attempt = number + 1, %error, "retrying");
-                tokio::time::sleep(Duration::from_millis(500 << number)).await;
-                number += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    crate::registry::error::retry(what, ATTEMPTS, attempt).await
 }
 
 mod publish;

@@ -65,6 +65,28 @@ pub trait Categorize {
     fn category(&self) -> ErrorCategory;
 }
 
+/// Runs `attempt` up to `attempts` times while it fails with a retryable error (a 401 or a 404
+/// answers the same every time), waiting 0.5 s, 1 s, 2 s, … between tries.
+pub async fn retry<T, E, F, Fut>(what: &str, attempts: u32, mut attempt: F) -> Result<T, E>
+where
+    E: Categorize + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut number = 0;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.category().is_retryable() && number + 1 < attempts => {
+                tracing::warn!(what, attempt = number + 1, %error, "retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << number)).await;
+                number += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// A failed registry request, with its category and a message free of URL queries.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

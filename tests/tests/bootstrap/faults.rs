@@ -6,7 +6,7 @@ use jackal_core::bootstrap::objects::{self, REGISTRY};
 use jackal_core::bootstrap::steps::{Bootstrap, Reach, StepError};
 use jackal_core::layout::Layout;
 use jackal_core::payload::SourceImage;
-use jackal_core::registry::ErrorCategory;
+use jackal_core::registry::{Categorize as _, ErrorCategory};
 use jackal_crds::init::{InjectorSpec, JackalInitSpec};
 use jackal_tests::{Cluster, TestNamespace, injector};
 use k8s_openapi::api::apps::v1::Deployment;
