@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jackal_core::bootstrap::objects::REGISTRY;
 use jackal_core::bootstrap::operator::OPERATOR;
 use jackal_core::bootstrap::steps::{Bootstrap, Reach, StepError, describe_pod, read_state, rollout_pending};
@@ -99,10 +98,7 @@ fn fetch(action: &'static str) -> impl FnOnce(kube::Error) -> Error {
 pub async fn run(context: Arc<Context>) -> anyhow::Result<()> {
     let client = context.client.clone();
     let namespace = context.config.namespace.clone();
-    let state_changes = futures::stream::unfold(context.cluster.clone(), |mut cluster| async move {
-        cluster.changed().await.ok().map(|()| ((), cluster))
-    });
-    Controller::new(
+    let results = Controller::new(
         Api::<JackalInit>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={INIT_NAME}")),
     )
@@ -112,20 +108,10 @@ pub async fn run(context: Arc<Context>) -> anyhow::Result<()> {
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         |_| Some(ObjectRef::<JackalInit>::new(INIT_NAME)),
     )
-    .reconcile_all_on(state_changes)
+    .reconcile_all_on(super::cluster_changes(&context))
     .graceful_shutdown_on(context.shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, Arc::clone(&context))
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "JackalInit reconcile failed");
-        }
-    })
-    .await;
-    anyhow::ensure!(
-        context.shutdown.is_cancelled(),
-        "the JackalInit controller stopped on its own"
-    );
-    Ok(())
+    .run(reconcile, error_policy, Arc::clone(&context));
+    super::drive(&context, "JackalInit", results).await
 }
 
 async fn reconcile(init: Arc<JackalInit>, context: Arc<Context>) -> Result<Action, Error> {

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jackal_core::registry::{Categorize, ErrorCategory};
 use jackal_crds::names::{
     FIELD_MANAGER, GIT_PULL_SECRET, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET,
@@ -102,27 +101,14 @@ fn secret<const N: usize>(namespace: &str, name: &str, kind: &str, data: [(&str,
 pub async fn run(context: Arc<Context>) -> anyhow::Result<()> {
     // Every change of the cluster state (credentials, registry, namespace selection) is a reason
     // to look at every namespace again.
-    let changes = futures::stream::unfold(context.cluster.clone(), |mut cluster| async move {
-        cluster.changed().await.ok().map(|()| ((), cluster))
-    });
-    Controller::new(
+    let results = Controller::new(
         Api::<Namespace>::all(context.client.clone()),
         watcher::Config::default(),
     )
-    .reconcile_all_on(changes)
+    .reconcile_all_on(super::cluster_changes(&context))
     .graceful_shutdown_on(context.shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, Arc::clone(&context))
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "pull secret reconcile failed");
-        }
-    })
-    .await;
-    anyhow::ensure!(
-        context.shutdown.is_cancelled(),
-        "the pull-Secret controller stopped on its own"
-    );
-    Ok(())
+    .run(reconcile, error_policy, Arc::clone(&context));
+    super::drive(&context, "pull-Secret", results).await
 }
 
 async fn reconcile(namespace: Arc<Namespace>, context: Arc<Context>) -> Result<Action, Error> {
