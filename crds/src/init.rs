@@ -75,6 +75,13 @@ impl Architecture {
             Self::Arm64 => "arm64",
         }
     }
+
+    /// The architecture named `name` (`amd64`, `arm64`), if Jackal builds for it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Amd64, Self::Arm64]
+            .into_iter()
+            .find(|architecture| architecture.as_str() == name)
+    }
 }
 
 /// The registry: run one in the cluster (the default) or use an existing one.

@@ -33,7 +33,7 @@ use crate::registry::{Access, Categorize, DockerConfig, ErrorCategory};
 use crate::transform::image::{from_internal, to_internal};
 
 use wait::wait_serving;
-pub use wait::{READY_TIMEOUT, describe_pod, rollout_pending};
+pub use wait::{describe_pod, rollout_pending};
 
 /// Field manager of everything bootstrap applies.
 pub const FIELD_MANAGER: &str = "jackal-bootstrap";
@@ -422,7 +422,7 @@ impl Bootstrap {
 
     /// Fails naming the first chunk ConfigMap that no longer holds what was written (read one at
     /// a time).
-    pub async fn check_chunks(&self, payload: &Payload) -> Result<(), StepError> {
+    async fn check_chunks(&self, payload: &Payload) -> Result<(), StepError> {
         let config_maps = self.api::<ConfigMap>();
         for (name, expected) in payload.chunks.iter().zip(&payload.chunk_digests) {
             let held = config_maps
@@ -500,7 +500,7 @@ impl Bootstrap {
     }
 
     /// Where this process reaches the Service `name` (NodePort `node_port`).
-    pub async fn endpoint(&self, name: &str, node_port: i32) -> Result<String, StepError> {
+    async fn endpoint(&self, name: &str, node_port: i32) -> Result<String, StepError> {
         match self.reach {
             Reach::NodePort => Ok(format!("127.0.0.1:{node_port}")),
             Reach::ClusterIp => {

@@ -19,7 +19,7 @@ use jackal_core::package::create::host_architecture;
 use jackal_core::registry::{Categorize, ErrorCategory};
 use jackal_core::transform::image::from_internal;
 use jackal_crds::JackalInit;
-use jackal_crds::init::{JackalInitStatus, StepPhase};
+use jackal_crds::init::{Architecture, JackalInitStatus, StepPhase};
 use jackal_crds::names::{
     FIELD_MANAGER, INIT_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE, STATE_SECRET, WEBHOOK_CONFIGURATION,
 };
@@ -177,7 +177,7 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         architecture: init
             .spec
             .architecture
-            .or_else(|| serde_json::from_value(serde_json::Value::from(host_architecture())).ok()),
+            .or_else(|| Architecture::from_name(host_architecture())),
     };
     // plan
     let previous = init.status.as_ref();

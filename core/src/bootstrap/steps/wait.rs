@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use super::{Bootstrap, Namespaced, StepError, api};
 
 /// How long a pod or Deployment may take to become ready before the step fails.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What one look found.
 pub(super) enum Poll {
