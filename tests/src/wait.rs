@@ -142,6 +142,16 @@ pub fn pod_ready() -> impl Condition<Pod> {
     }
 }
 
+/// The Deployment has `replicas` available replicas.
+pub fn deployment_available(replicas: i32) -> impl Condition<k8s_openapi::api::apps::v1::Deployment> {
+    move |deployment: Option<&k8s_openapi::api::apps::v1::Deployment>| {
+        deployment
+            .and_then(|deployment| deployment.status.as_ref())
+            .and_then(|status| status.available_replicas)
+            == Some(replicas)
+    }
+}
+
 /// Some container of the pod waits with one of `reasons` (e.g. `ErrImagePull`).
 pub fn pod_waiting_with(reasons: &'static [&'static str]) -> impl Condition<Pod> {
     move |pod: Option<&Pod>| {
@@ -162,7 +172,8 @@ pub fn pod_waiting_with(reasons: &'static [&'static str]) -> impl Condition<Pod>
 
 /// The messages of the events with `reason` about the object `name` in `namespace`, joined by
 /// newlines, once `done` holds for them (events are written apart from the status, a little
-/// later); fails after `timeout` with what was seen.
+/// later); fails after `timeout` with what was seen. `name` may carry more field selectors
+/// (`jackal,involvedObject.uid=…`: only this incarnation's events).
 pub async fn event_messages(
     client: &Client,
     namespace: &str,
