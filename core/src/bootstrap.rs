@@ -7,9 +7,11 @@
 //!   and Service, the registry's Secret, Deployment and Service);
 //! - [`operator`]: the operator's RBAC (from `config/rbac`), Deployment and webhook Service;
 //! - [`steps`]: the steps that apply them, each idempotent;
-//! - [`package`]: the init package (injector binary, registry image, the rest).
+//! - [`package`]: the init package (injector binary, registry image, the rest);
+//! - [`lease`]: who is seeding the registry, so two never do and a stopped one is taken over.
 
 pub mod credentials;
+pub mod lease;
 pub mod objects;
 pub mod operator;
 pub mod package;

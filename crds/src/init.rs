@@ -106,6 +106,10 @@ pub struct RegistrySpec {
 /// The in-cluster registry.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.storage) == has(oldSelf.storage) && (!has(self.storage) || self.storage == oldSelf.storage)")
+        .message("registry.internal.storage cannot change after init: the registry's content would be lost")
+)]
 pub struct InternalRegistry {
     /// NodePort the registry answers on, as `127.0.0.1:<nodePort>` on every node. Default 31999.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,9 @@ pub enum Command {
     /// make it pull its own image, push the other init images, and remove every seed object; then
     /// start the operator from the registry (its RBAC, Deployment and webhook Service) and wait
     /// until it reports the JackalInit Ready. Safe to run again: it resumes a half-done bootstrap
-    /// and changes nothing on a finished one.
+    /// and changes nothing on a finished one. With --registry-url, an existing registry is used
+    /// instead: nothing is seeded, the init images are pushed into it with the push account and
+    /// workloads pull from it with the pull account.
     Init(InitArgs),
     /// Create, inspect, verify, publish and pull packages.
     #[command(subcommand)]
@@ -63,12 +65,49 @@ pub struct InitArgs {
     /// The NodePort the registry answers on, as 127.0.0.1:<port> on every node.
     #[arg(long, default_value_t = jackal_crds::names::DEFAULT_REGISTRY_NODE_PORT, value_parser = clap::value_parser!(i32).range(30000..=32767))]
     pub registry_node_port: i32,
+    /// Keep the registry's blobs on a PersistentVolumeClaim of this size (`20Gi`) instead of an
+    /// emptyDir, so images outlive the registry's pods. Set at the first init only.
+    #[arg(long, value_name = "SIZE", conflicts_with = "registry_url")]
+    pub registry_storage: Option<String>,
+    /// The StorageClass of that claim (the cluster's default when unset).
+    #[arg(long, value_name = "NAME", requires = "registry_storage")]
+    pub registry_storage_class: Option<String>,
     /// The namespace Jackal lives in.
     #[arg(long, default_value = jackal_crds::names::NAMESPACE)]
     pub namespace: String,
     /// Give up after this many seconds (the whole run, waiting for Ready included).
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Use this existing registry (HOST[:PORT][/PATH], no scheme) instead of running one: nodes
+    /// must be able to pull from it. Chosen at the first init; switching later needs a new init.
+    #[arg(long, value_name = "HOST[:PORT][/PATH]")]
+    pub registry_url: Option<String>,
+    /// Account that pushes to the external registry (stored in the Secret jackal-registry-push).
+    #[arg(long, requires = "registry_url", env = "JACKAL_REGISTRY_PUSH_USERNAME")]
+    pub registry_push_username: Option<String>,
+    /// Its password (prefer the environment variable: a flag shows in the process list).
+    #[arg(
+        long,
+        requires = "registry_url",
+        env = "JACKAL_REGISTRY_PUSH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_push_password: Option<String>,
+    /// Read-only account nodes pull with (Secret jackal-registry-pull). The push account when unset.
+    #[arg(long, requires = "registry_url", env = "JACKAL_REGISTRY_PULL_USERNAME")]
+    pub registry_pull_username: Option<String>,
+    /// Its password (prefer the environment variable).
+    #[arg(
+        long,
+        requires = "registry_url",
+        env = "JACKAL_REGISTRY_PULL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_pull_password: Option<String>,
+    /// Reach the external registry over plain HTTP or with an untrusted certificate (loopback
+    /// addresses always are plain).
+    #[arg(long, requires = "registry_url")]
+    pub registry_insecure: bool,
 }
 
 /// `package publish`.

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use jackal_crds::init::RegistryStorage;
 use jackal_crds::names::{AGENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REGISTRY_PULL_SECRET};
 use jackal_crds::state::JackalState;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -231,6 +232,32 @@ pub fn registry_pull_secret(namespace: &str, state: &JackalState) -> Secret {
     }
 }
 
+/// The registry's PersistentVolumeClaim (named like the registry), from
+/// `spec.registry.internal.storage`: blobs then outlive the registry's pods, so a re-seeded or
+/// rescheduled registry still holds every image pushed to it.
+pub fn registry_claim(
+    namespace: &str,
+    storage: &RegistryStorage,
+) -> Result<PersistentVolumeClaim, ObjectError> {
+    let mut spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    });
+    if let Some(class) = &storage.storage_class_name {
+        spec["storageClassName"] = json!(class);
+    }
+    typed(
+        "PersistentVolumeClaim",
+        REGISTRY,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": REGISTRY, "namespace": namespace,
+                         "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "app": REGISTRY}},
+            "spec": spec,
+        }),
+    )
+}
+
 /// The registry Deployment running `image` (first from the seed registry, then from itself),
 /// `replicas` pods, storing blobs in the claim `claim` or in an emptyDir (whose content a new pod
 /// does not inherit: bootstrap pushes the seed images again after the switch). The Secret's checksum
@@ -385,6 +412,21 @@ mod tests {
         );
         assert_eq!(pod.image_pull_secrets.unwrap()[0].name, REGISTRY_PULL_SECRET);
         let ephemeral = registry_deployment(NAMESPACE, "seed/registry:3", 1, None, "c2").unwrap();
+        let claim = registry_claim(
+            NAMESPACE,
+            &RegistryStorage {
+                size: "20Gi".to_owned(),
+                storage_class_name: Some("fast".to_owned()),
+            },
+        )
+        .unwrap();
+        let spec = claim.spec.unwrap();
+        assert_eq!(claim.metadata.name.as_deref(), Some(REGISTRY));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            spec.resources.and_then(|resources| resources.requests).unwrap()["storage"].0,
+            "20Gi"
+        );
         let volumes = ephemeral.spec.unwrap().template.spec.unwrap().volumes.unwrap();
         assert!(volumes[1].empty_dir.is_some());
     }

@@ -133,6 +133,7 @@ pub fn operator_deployment(namespace: &str, image: &str) -> Result<Deployment, O
                             "env": [
                                 {"name": "JACKAL_NAMESPACE", "value": namespace},
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
                             ],
                             "ports": [{"name": "webhook", "containerPort": WEBHOOK_PORT},
                                       {"name": "admin", "containerPort": ADMIN_PORT}],

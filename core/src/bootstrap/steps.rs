@@ -6,6 +6,7 @@
 //! the registry pulling its own image ([`Bootstrap::self_host_registry`]), and cleanup
 //! ([`Bootstrap::clean_up`]).
 
+mod external;
 mod handover;
 mod wait;
 
@@ -32,8 +33,9 @@ use crate::registry::error::retry;
 use crate::registry::{Access, Categorize, DockerConfig, ErrorCategory};
 use crate::transform::image::{from_internal, to_internal};
 
+pub use external::{credentials_for, credentials_secret, registry_host};
 use wait::wait_serving;
-pub use wait::{describe_pod, rollout_pending};
+pub use wait::{container_image, describe_pod, rollout_pending, unschedulable};
 
 /// Field manager of everything bootstrap applies.
 pub const FIELD_MANAGER: &str = "jackal-bootstrap";
@@ -126,8 +128,12 @@ pub enum Reach {
     /// `127.0.0.1:<nodePort>`: the process runs on a node (the plugin on the test cluster's
     /// machine, or on a node of a real one).
     NodePort,
-    /// The Service's cluster IP: the process runs in a pod (the operator).
-    ClusterIp,
+    /// The Service's cluster IP: the process runs in a pod (the operator) on the node `node_ip`
+    /// (through which it reaches a registry the node knows as `127.0.0.1:<port>`).
+    InPod {
+        /// The node's IP (`status.hostIP`), when known.
+        node_ip: Option<std::net::IpAddr>,
+    },
 }
 
 /// Everything bootstrap needs.
@@ -217,8 +223,32 @@ impl Bootstrap {
             .unwrap_or(DEFAULT_REGISTRY_NODE_PORT)
     }
 
+    /// The state Secret holding `state`.
+    fn state_secret(&self, state: &JackalState) -> Result<Secret, StepError> {
+        let json = serde_json::to_vec(state).map_err(|error| StepError::Invalid(error.to_string()))?;
+        Ok(Secret {
+            metadata: ObjectMeta {
+                name: Some(STATE_SECRET.to_owned()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(
+                    [(
+                        jackal_crds::names::MANAGED_BY_LABEL.to_owned(),
+                        jackal_crds::names::MANAGED_BY_VALUE.to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            data: Some([(STATE_KEY.to_owned(), ByteString(json))].into()),
+            ..Secret::default()
+        })
+    }
+
     /// The cluster state: read from its Secret, or generated (new passwords) and stored once.
     pub async fn ensure_state(&self) -> Result<JackalState, StepError> {
+        if let Some(external) = self.external_registry() {
+            return self.ensure_external_state(external).await;
+        }
         let secrets = self.api::<Secret>();
         if let Some(existing) = secrets
             .get_opt(STATE_SECRET)
@@ -237,23 +267,7 @@ impl Bootstrap {
             },
             git: None,
         };
-        let json = serde_json::to_vec(&state).map_err(|error| StepError::Invalid(error.to_string()))?;
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(STATE_SECRET.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(
-                    [(
-                        jackal_crds::names::MANAGED_BY_LABEL.to_owned(),
-                        jackal_crds::names::MANAGED_BY_VALUE.to_owned(),
-                    )]
-                    .into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            data: Some([(STATE_KEY.to_owned(), ByteString(json))].into()),
-            ..Secret::default()
-        };
+        let secret = self.state_secret(&state)?;
         // Create, never overwrite: a concurrent bootstrap that won the race has the passwords.
         match secrets.create(&PostParams::default(), &secret).await {
             Ok(_) => Ok(state),
@@ -503,7 +517,7 @@ impl Bootstrap {
     async fn endpoint(&self, name: &str, node_port: i32) -> Result<String, StepError> {
         match self.reach {
             Reach::NodePort => Ok(format!("127.0.0.1:{node_port}")),
-            Reach::ClusterIp => {
+            Reach::InPod { .. } => {
                 let service = self
                     .api::<Service>()
                     .get(name)
@@ -525,6 +539,9 @@ impl Bootstrap {
 
     /// Where this process reaches the registry.
     pub async fn registry_endpoint(&self) -> Result<String, StepError> {
+        if let Some(external) = self.external_registry() {
+            return Ok(self.reach_address(&external.address));
+        }
         self.endpoint(REGISTRY, self.registry_node_port()).await
     }
 
@@ -575,11 +592,16 @@ impl Bootstrap {
         let pull = objects::registry_pull_secret(&self.namespace, state);
         self.apply(&pull, REGISTRY_PULL_SECRET).await?;
         let internal = self.spec.registry.internal.clone().unwrap_or_default();
+        if let Some(storage) = &internal.storage {
+            let claim = objects::registry_claim(&self.namespace, storage)
+                .map_err(|error| StepError::Invalid(error.to_string()))?;
+            self.apply(&claim, REGISTRY).await?;
+        }
         let deployment = objects::registry_deployment(
             &self.namespace,
             image,
             internal.replicas.unwrap_or(1),
-            None,
+            internal.storage.as_ref().map(|_| REGISTRY),
             checksum.hex(),
         )
         .map_err(|error| StepError::Invalid(error.to_string()))?;
@@ -631,7 +653,12 @@ impl Bootstrap {
         images: &[String],
     ) -> Result<Vec<Copied>, StepError> {
         let endpoint = self.registry_endpoint().await?;
-        let access = push_access(state, &endpoint, &[&endpoint]);
+        let plain: &[&str] = if self.registry_is_plain() {
+            &[&endpoint]
+        } else {
+            &[]
+        };
+        let access = push_access(state, &endpoint, plain);
         let seeded: Vec<&str> = self
             .seed_images
             .iter()
@@ -677,19 +704,14 @@ impl Bootstrap {
         else {
             return Ok(false);
         };
-        let running = deployment
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.template.spec.as_ref())
-            .and_then(|spec| spec.containers.first())
-            .and_then(|container| container.image.as_deref());
+        let running = container_image(&deployment);
         let available = deployment
             .status
             .as_ref()
             .and_then(|status| status.available_replicas)
             .unwrap_or(0)
             > 0;
-        if running != Some(image.as_str()) || !available {
+        if running.as_deref() != Some(image.as_str()) || !available {
             return Ok(false);
         }
         self.registry_serves(state, &image).await
@@ -711,7 +733,11 @@ impl Bootstrap {
                 &registry.pull_username,
                 registry.pull_password.expose(),
             ),
-            insecure: vec![endpoint.clone()],
+            insecure: if self.registry_is_plain() {
+                vec![endpoint.clone()]
+            } else {
+                Vec::new()
+            },
         };
         let reference: oci_client::Reference = served
             .parse()

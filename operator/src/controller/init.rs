@@ -12,9 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jackal_core::bootstrap::lease::BootstrapLease;
 use jackal_core::bootstrap::objects::REGISTRY;
 use jackal_core::bootstrap::operator::OPERATOR;
-use jackal_core::bootstrap::steps::{Bootstrap, Reach, StepError, describe_pod, read_state, rollout_pending};
+use jackal_core::bootstrap::steps::{
+    Bootstrap, Reach, StepError, container_image, describe_pod, read_state, rollout_pending, unschedulable,
+};
 use jackal_core::package::create::host_architecture;
 use jackal_core::registry::{Categorize, ErrorCategory};
 use jackal_core::transform::image::from_internal;
@@ -133,7 +136,9 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         seed_images: Vec::new(),
         registry_image: String::new(),
         injector_binary: PathBuf::from(INJECTOR_BINARY),
-        reach: Reach::ClusterIp,
+        reach: Reach::InPod {
+            node_ip: std::env::var("NODE_IP").ok().and_then(|ip| ip.parse().ok()),
+        },
     };
     // fetch
     let state = fetch_state(context).await?;
@@ -141,14 +146,18 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         .get_opt(REGISTRY)
         .await
         .map_err(fetch("read the registry Deployment"))?;
+    let operator = Api::<Deployment>::namespaced(context.client.clone(), namespace)
+        .get_opt(OPERATOR)
+        .await
+        .map_err(fetch("read the operator Deployment"))?;
     let registry = match &state {
+        Some(Ok(state)) if bootstrap.external_registry().is_some() => {
+            observe_external(&bootstrap, state, operator.as_ref()).await
+        }
         Some(Ok(state)) => observe_registry(&mut bootstrap, state, registry_deployment.as_ref()).await?,
         _ => Registry::Missing,
     };
-    let operator_available = Api::<Deployment>::namespaced(context.client.clone(), namespace)
-        .get_opt(OPERATOR)
-        .await
-        .map_err(fetch("read the operator Deployment"))?
+    let operator_available = operator
         .and_then(|deployment| deployment.status)
         .and_then(|status| status.available_replicas)
         .unwrap_or(0)
@@ -161,6 +170,8 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
     let seed_objects = bootstrap.seed_objects().await?;
     let cache = SeedCache::new(&context.config.cache_dir);
     let seed_cached = !bootstrap.registry_image.is_empty() && cache.holds(&bootstrap.registry_image);
+    let lease = BootstrapLease::new(context.client.clone(), namespace, &lease_identity());
+    let seeding_by = lease.holder().await?;
     let observed = Observed {
         generation: init.metadata.generation,
         state: state.as_ref().map(|state| {
@@ -174,6 +185,7 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         webhook_registered,
         seed_objects,
         seed_cached,
+        seeding_by,
         architecture: init
             .spec
             .architecture
@@ -188,7 +200,7 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
         init,
         &plan,
         &mut bootstrap,
-        &cache,
+        (&cache, &lease),
         &state,
         registry_deployment.as_ref(),
     )
@@ -196,12 +208,7 @@ async fn reconcile_steps(init: &JackalInit, context: &Context) -> Result<Action,
     let mut plan = plan;
     if let Err(error) = &applied {
         // The status says what failed: retried while waiting may help, stalled when it cannot.
-        let category = error.category();
-        plan.outcome = if category.is_retryable() {
-            Outcome::Progressing("RetryingAfterError", error.to_string())
-        } else {
-            Outcome::Stalled(category.reason(), error.to_string())
-        };
+        plan.outcome = plan::outcome_after_error(error.category(), error.to_string());
     }
     // status
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -223,12 +230,19 @@ async fn apply(
     init: &JackalInit,
     plan: &plan::Plan,
     bootstrap: &mut Bootstrap,
-    cache: &SeedCache,
+    (cache, lease): (&SeedCache, &BootstrapLease),
     state: &Option<Result<JackalState, String>>,
     registry_deployment: Option<&Deployment>,
 ) -> Result<(), Error> {
     if let Some(Ok(state)) = state {
         if plan.reseed {
+            let held = match lease.try_acquire().await? {
+                Ok(held) => held,
+                Err(holder) => {
+                    tracing::info!(%holder, "someone else is seeding the registry");
+                    return Ok(());
+                }
+            };
             let image = bootstrap.registry_image.clone();
             tracing::warn!(%image, "the registry cannot pull its own image; seeding it again");
             context
@@ -240,8 +254,24 @@ async fn apply(
                     format!("the registry cannot pull its own image; seeding it again from the operator's copy of {image}"),
                 )
                 .await;
-            cache.reseed(bootstrap, state, &image).await?;
+            let reseeded = cache.reseed(bootstrap, state, &image).await;
+            held.release().await;
+            reseeded?;
             tracing::info!(%image, "the registry runs from its own image again");
+        }
+        if plan.refill {
+            let image = bootstrap.registry_image.clone();
+            tracing::warn!(%image, "the registry lost its own image; pushing it back");
+            context
+                .publish(
+                    &init.object_ref(&()),
+                    EventType::Warning,
+                    "Refilling",
+                    ACTION,
+                    format!("the registry lost its content (a pod restarted on an emptyDir); pushing {image} back from the operator's copy"),
+                )
+                .await;
+            cache.refill(bootstrap, state, &image).await?;
         }
         if plan.keep_seed {
             let architecture = init
@@ -276,17 +306,30 @@ async fn fetch_state(context: &Context) -> Result<Option<Result<JackalState, Str
     Ok(secret.map(|secret| read_state(&secret).map_err(|error| error.to_string())))
 }
 
-fn container_image(deployment: &Deployment) -> Option<String> {
-    deployment
-        .spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .clone()
+/// Who this operator is when it holds the bootstrap Lease: its pod, which survives a restart of
+/// its container (so a restarted operator takes its own Lease back at once).
+fn lease_identity() -> String {
+    format!(
+        "{OPERATOR}/{}",
+        std::env::var("POD_NAME").unwrap_or_else(|_| "outside-a-pod".to_owned())
+    )
+}
+
+/// Whether the external registry serves the image the operator runs from (so it can start again
+/// and workloads can pull).
+async fn observe_external(
+    bootstrap: &Bootstrap,
+    state: &JackalState,
+    operator: Option<&Deployment>,
+) -> Registry {
+    let Some(image) = operator.and_then(container_image) else {
+        return Registry::ExternalNotServing("no operator Deployment to check against".to_owned());
+    };
+    match bootstrap.registry_serves(state, &image).await {
+        Ok(true) => Registry::External,
+        Ok(false) => Registry::ExternalNotServing(format!("{image} cannot be pulled with the pull account")),
+        Err(error) => Registry::ExternalNotServing(error.to_string()),
+    }
 }
 
 /// Where the registry is: seeding, rolling out, unable to pull its image, or self-hosted.
@@ -300,6 +343,10 @@ async fn observe_registry(
     };
     let image = container_image(deployment).unwrap_or_default();
     let Some(original) = from_internal(&image, &state.registry.address) else {
+        // `<seed address>/<image>`: the image the seed serves, which a resumed seeding needs.
+        if let Some((_, seeded)) = image.split_once('/') {
+            bootstrap.registry_image = seeded.to_owned();
+        }
         return Ok(Registry::Seeding);
     };
     bootstrap.registry_image = original;
@@ -315,12 +362,19 @@ async fn observe_registry(
                 .filter_map(|container| container.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
                 .any(|reason| matches!(reason, "ErrImagePull" | "ImagePullBackOff"))
         });
-        return Ok(match unpullable {
-            Some(pod) => Registry::ImageUnavailable(format!(
+        if let Some(pod) = unpullable {
+            return Ok(Registry::ImageUnavailable(format!(
                 "pod {}: {}",
                 pod.name_any(),
                 describe_pod(pod.status.as_ref())
-            )),
+            )));
+        }
+        let unscheduled = pods.items.iter().find_map(|pod| {
+            let why = unschedulable(pod.status.as_ref()?)?;
+            Some(format!("pod {}: {why}", pod.name_any()))
+        });
+        return Ok(match unscheduled {
+            Some(why) => Registry::Unschedulable(why),
             None => Registry::RollingOut(detail),
         });
     }

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use jackal_core::bootstrap::lease::{BootstrapLease, Held};
 use jackal_core::bootstrap::package::InitPackage;
-use jackal_core::bootstrap::steps::{Bootstrap, Reach};
+use jackal_core::bootstrap::steps::{Bootstrap, Reach, credentials_secret, registry_host};
 use jackal_crds::JackalInit;
-use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec};
+use jackal_crds::init::{ExternalRegistry, InternalRegistry, JackalInitSpec, RegistrySpec, RegistryStorage};
 use jackal_crds::names::INIT_NAME;
 use jackal_crds::state::JackalState;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -37,6 +38,10 @@ const CRDS: [(&str, &str); 2] = [
 const STALLED_GRACE: Duration = Duration::from_secs(30);
 /// Field manager of what the plugin applies.
 const FIELD_MANAGER: &str = "kubectl-jackal";
+/// The Secret holding the external registry's push account.
+const PUSH_SECRET: &str = "jackal-registry-push";
+/// The Secret holding the external registry's pull account.
+const PULL_SECRET: &str = "jackal-registry-pull";
 
 /// Runs `init`.
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
@@ -83,11 +88,17 @@ async fn bootstrap(args: &InitArgs, package: InitPackage, stages: &Stages) -> an
         .context("failed to connect to the Kubernetes API (KUBECONFIG)")?;
     let started = Instant::now();
     let spec = install(&client, args, stages).await?;
+    let external = spec.registry.external.is_some();
     let steps = Bootstrap {
         client,
         namespace: args.namespace.clone(),
         spec,
-        seed_images: package.seed_images(),
+        // An external registry is not seeded: every init image is pushed into it.
+        seed_images: if external {
+            Vec::new()
+        } else {
+            package.seed_images()
+        },
         registry_image: package.registry_image.clone(),
         injector_binary: package.injector_binary.clone(),
         reach: Reach::NodePort,
@@ -95,13 +106,30 @@ async fn bootstrap(args: &InitArgs, package: InitPackage, stages: &Stages) -> an
     let state = stages
         .run("cluster state (registry accounts)", steps.ensure_state())
         .await?;
-    let done = stages
-        .run(
-            "look for a running registry",
-            steps.registry_is_self_hosted(&state),
-        )
-        .await?;
-    if done {
+    let done = if external {
+        let address = &state.registry.address;
+        let pushed = stages
+            .run(
+                &format!("the init images into the external registry {address}"),
+                steps.push_package_images(&state, &package.layout, &package.images),
+            )
+            .await?;
+        stages.note(&format!("        {} images", pushed.len()));
+        stages
+            .run("the registry pull Secret", steps.ensure_pull_secret(&state))
+            .await?;
+        false
+    } else {
+        stages
+            .run(
+                "look for a running registry",
+                steps.registry_is_self_hosted(&state),
+            )
+            .await?
+    };
+    if external {
+        // Nothing to seed.
+    } else if done {
         stages.note("        the registry runs from its own image: nothing to seed");
         let image = steps
             .self_hosted_image(&state)
@@ -110,7 +138,13 @@ async fn bootstrap(args: &InitArgs, package: InitPackage, stages: &Stages) -> an
             .run("registry settings", steps.start_registry(&state, &image))
             .await?;
     } else {
-        seed(&steps, &state, &package, stages).await?;
+        let lease = BootstrapLease::new(steps.client.clone(), &args.namespace, &lease_identity());
+        let held = stages
+            .run("the bootstrap Lease", take_lease(&lease, stages))
+            .await?;
+        let seeded = seed(&steps, &state, &package, stages).await;
+        held.release().await;
+        seeded?;
     }
     stages
         .run("cleanup of the seed objects", steps.clean_up())
@@ -144,6 +178,37 @@ async fn bootstrap(args: &InitArgs, package: InitPackage, stages: &Stages) -> an
     ));
     println!("{}", state.registry.address);
     Ok(())
+}
+
+/// Who this run is when it holds the bootstrap Lease: this machine, so a run stopped half-way
+/// (killed, ^C) is taken over at once by the next run here.
+fn lease_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{FIELD_MANAGER}/{host}")
+}
+
+/// Takes the bootstrap Lease, waiting (within `--timeout`) while the operator or another `init`
+/// seeds the registry.
+async fn take_lease(lease: &BootstrapLease, stages: &Stages) -> anyhow::Result<Held> {
+    let mut said = None;
+    loop {
+        match lease.try_acquire().await? {
+            Ok(held) => return Ok(held),
+            Err(holder) => {
+                if said.as_ref() != Some(&holder) {
+                    stages.note(&format!(
+                        "        {holder} is seeding the registry; waiting for it"
+                    ));
+                    said = Some(holder);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 /// From ConfigMaps to a registry running from its own image and holding every init image.
@@ -269,6 +334,63 @@ impl Stages {
     }
 }
 
+/// Stores the external registry's accounts given on the command line in the push and pull
+/// Secrets (replacing what they held: a rotation), and names them.
+async fn external_registry(
+    client: &Client,
+    args: &InitArgs,
+    url: &str,
+    params: &PatchParams,
+) -> anyhow::Result<ExternalRegistry> {
+    anyhow::ensure!(
+        !url.contains("://"),
+        "--registry-url {url}: give the registry as HOST[:PORT][/PATH], without a scheme"
+    );
+    let host = registry_host(url);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &args.namespace);
+    let store = async |name: &str, username: &Option<String>, password: &Option<String>| {
+        let (Some(username), Some(password)) = (username, password) else {
+            let found = secrets
+                .get_opt(name)
+                .await
+                .with_context(|| format!("failed to read the Secret {name}"))?;
+            return anyhow::Ok(found.is_some());
+        };
+        let secret = credentials_secret(&args.namespace, name, host, username, password);
+        secrets
+            .patch(name, params, &Patch::Apply(&secret))
+            .await
+            .with_context(|| format!("failed to store the registry account in the Secret {name}"))?;
+        anyhow::Ok(true)
+    };
+    let push = store(
+        PUSH_SECRET,
+        &args.registry_push_username,
+        &args.registry_push_password,
+    )
+    .await?;
+    anyhow::ensure!(
+        push,
+        "--registry-url needs the push account: --registry-push-username and --registry-push-password (or JACKAL_REGISTRY_PUSH_USERNAME and JACKAL_REGISTRY_PUSH_PASSWORD)"
+    );
+    let pull = store(
+        PULL_SECRET,
+        &args.registry_pull_username,
+        &args.registry_pull_password,
+    )
+    .await?;
+    Ok(ExternalRegistry {
+        address: url.to_owned(),
+        push_secret_ref: LocalObjectReference {
+            name: PUSH_SECRET.to_owned(),
+        },
+        pull_secret_ref: pull.then(|| LocalObjectReference {
+            name: PULL_SECRET.to_owned(),
+        }),
+        insecure: args.registry_insecure,
+    })
+}
+
 /// Applies the CRDs and the namespace, and creates the `JackalInit` unless one exists (a user's or
 /// a GitOps tool's spec is kept); returns the spec in force.
 async fn install(client: &Client, args: &InitArgs, stages: &Stages) -> anyhow::Result<JackalInitSpec> {
@@ -303,16 +425,45 @@ async fn install(client: &Client, args: &InitArgs, stages: &Stages) -> anyhow::R
             Err(error) => return Err(error).context("failed to read the JackalInit"),
         }
     };
+    let external = match &args.registry_url {
+        Some(url) => Some(external_registry(client, args, url, &params).await?),
+        None => None,
+    };
     if let Some(existing) = existing {
+        let in_force = existing
+            .spec
+            .registry
+            .external
+            .as_ref()
+            .map(|external| &external.address);
+        anyhow::ensure!(
+            args.registry_url.is_none() || args.registry_url.as_ref() == in_force,
+            "this cluster was initialised with {}; --registry-url {} cannot change that (remove Jackal and run init again)",
+            in_force.map_or_else(
+                || "the internal registry".to_owned(),
+                |address| format!("the registry {address}")
+            ),
+            args.registry_url.as_deref().unwrap_or_default(),
+        );
         return Ok(existing.spec);
     }
     let spec = JackalInitSpec {
-        registry: RegistrySpec {
-            internal: Some(InternalRegistry {
-                node_port: Some(args.registry_node_port),
-                ..InternalRegistry::default()
-            }),
-            external: None,
+        registry: match external {
+            Some(external) => RegistrySpec {
+                internal: None,
+                external: Some(external),
+            },
+            None => RegistrySpec {
+                internal: Some(InternalRegistry {
+                    node_port: Some(args.registry_node_port),
+                    storage: args.registry_storage.as_ref().map(|size| RegistryStorage {
+                        size: size.clone(),
+                        storage_class_name: args.registry_storage_class.clone(),
+                    }),
+                    ..InternalRegistry::default()
+                }),
+                external: None,
+            },
         },
         ..JackalInitSpec::default()
     };

@@ -212,6 +212,15 @@ async fn a_valid_init_is_accepted_and_its_registry_mode_is_immutable() -> anyhow
         "spec.registry",
         "cannot switch between the internal and an external registry",
     );
+    // The registry's storage is chosen once: changing it would lose the registry's content.
+    let mut resized = full.clone();
+    resized["registry"]["internal"]["storage"]["size"] = json!("40Gi");
+    let resized = json!({"apiVersion": "jackal.dev/v1alpha1", "kind": "JackalInit", "spec": resized});
+    assert_invalid(
+        api.patch(INIT_NAME, &params, &Patch::Apply(&resized)).await,
+        "spec.registry.internal",
+        "registry.internal.storage cannot change after init",
+    );
     api.delete(INIT_NAME, &Default::default()).await?;
     Ok(())
 }

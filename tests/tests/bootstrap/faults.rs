@@ -41,6 +41,7 @@ async fn bootstrap(
 
 #[tokio::test]
 async fn a_chunk_changed_after_writing_stops_the_injector_step_naming_it() -> anyhow::Result<()> {
+    let _node = super::NODE.read().await;
     let cluster = Cluster::connect().await?;
     let (bootstrap, namespace) = bootstrap(&cluster, "bootstrap-corrupt", JackalInitSpec::default()).await?;
     let payload = bootstrap.write_payload().await?;
@@ -86,6 +87,7 @@ async fn a_chunk_changed_after_writing_stops_the_injector_step_naming_it() -> an
 
 #[tokio::test]
 async fn without_a_usable_image_the_injector_step_says_what_to_set() -> anyhow::Result<()> {
+    let _node = super::NODE.read().await;
     let cluster = Cluster::connect().await?;
     let spec = JackalInitSpec {
         injector: InjectorSpec {

@@ -32,7 +32,7 @@ use serde_json::json;
 /// Neither the webhook's end-to-end test's 31999 nor the steps test's 31997.
 const NODE_PORT: i32 = 31996;
 
-fn plugin(cluster: &Cluster) -> anyhow::Result<Command> {
+pub(super) fn plugin(cluster: &Cluster) -> anyhow::Result<Command> {
     let mut command = Command::new(workspace_binary("kubectl-jackal")?);
     command.env("KUBECONFIG", cluster.dir().join("kubeconfig"));
     Ok(command)
@@ -43,10 +43,10 @@ fn plugin(cluster: &Cluster) -> anyhow::Result<Command> {
 /// gone; its ClusterRole and binding; the `JackalInit`), removed before and after the test, also
 /// when it fails. The operator goes first (its pods gone): running, it would register its
 /// webhook again.
-struct ClusterWide<'a>(&'a Cluster, &'a str);
+pub(super) struct ClusterWide<'a>(pub(super) &'a Cluster, pub(super) &'a str);
 
 impl ClusterWide<'_> {
-    fn remove(&self) {
+    pub(super) fn remove(&self) {
         let _ = self.0.kubectl_output(&[
             "delete",
             "deployment",
@@ -76,30 +76,11 @@ impl Drop for ClusterWide<'_> {
     }
 }
 
-fn run_ok(command: &mut Command) -> anyhow::Result<(String, String)> {
-    let output = command.output()?;
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
-    anyhow::ensure!(output.status.success(), "{command:?} failed:\n{stderr}");
-    Ok((stdout, stderr))
-}
-
-#[tokio::test]
-async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> anyhow::Result<()> {
-    let cluster = Cluster::connect().await?;
-    let scratch = Scratch::new("bootstrap-init")?;
-    let namespace = cluster
-        .labelled_namespace("init", &[("jackal.dev/agent".into(), "ignore".into())])
-        .await?;
-    // The JackalInit is cluster-wide: start from none, so this test's port is the one used.
-    let inits = Api::<JackalInit>::all(cluster.client.clone());
-    let cluster_wide = ClusterWide(&cluster, &namespace.name);
-    cluster_wide.remove();
-
+/// Builds the init package from `packages/init` (images from the connected registry) into
+/// `scratch`; returns its path.
+pub(super) fn init_package(cluster: &Cluster, scratch: &Scratch) -> anyhow::Result<String> {
     let (package, _) = run_ok(
-        plugin(&cluster)?
+        plugin(cluster)?
             .args(["package", "create"])
             .arg(repository_root().join("packages/init"))
             .arg("--set")
@@ -111,7 +92,34 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
             .arg("-o")
             .arg(scratch.path()),
     )?;
-    let package = package.trim().to_owned();
+    Ok(package.trim().to_owned())
+}
+
+pub(super) fn run_ok(command: &mut Command) -> anyhow::Result<(String, String)> {
+    let output = command.output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    anyhow::ensure!(output.status.success(), "{command:?} failed:\n{stderr}");
+    Ok((stdout, stderr))
+}
+
+#[tokio::test]
+async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> anyhow::Result<()> {
+    let _init = super::INIT.lock().await;
+    let node = super::NODE.read().await;
+    let cluster = Cluster::connect().await?;
+    let scratch = Scratch::new("bootstrap-init")?;
+    let namespace = cluster
+        .labelled_namespace("init", &[("jackal.dev/agent".into(), "ignore".into())])
+        .await?;
+    // The JackalInit is cluster-wide: start from none, so this test's port is the one used.
+    let inits = Api::<JackalInit>::all(cluster.client.clone());
+    let cluster_wide = ClusterWide(&cluster, &namespace.name);
+    cluster_wide.remove();
+
+    let package = init_package(&cluster, &scratch)?;
 
     let init = |command: &mut Command| {
         command
@@ -218,53 +226,20 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
     assert_eq!(condition("Reconciling").as_deref(), Some("False"), "{status:?}");
     assert_eq!(condition("Stalled").as_deref(), Some("False"), "{status:?}");
     assert_eq!(
-        status.registry.map(|registry| registry.address),
+        status.registry.as_ref().map(|registry| registry.address.clone()),
         Some(address.clone())
     );
     assert_eq!(
         status.architecture.map(|architecture| architecture.as_str()),
         Some(jackal_core::package::create::host_architecture())
     );
-    let steps: Vec<_> = status
-        .steps
-        .iter()
-        .map(|step| (step.name.as_str(), step.phase))
-        .collect();
-    assert_eq!(
-        steps,
-        ["State", "Registry", "SeedCopy", "Operator", "Webhook", "Cleanup"]
-            .map(|name| (name, StepPhase::Succeeded))
-    );
+    every_step_succeeded(&status);
 
     // A workload naming docker.io is rewritten by the in-cluster webhook, reached by the API
     // server through its Service, and the node pulls the image from the registry.
     let app = cluster.namespace("init-app").await?;
-    let workloads = Api::<Deployment>::namespaced(cluster.client.clone(), &app.name);
-    let workload: Deployment = from_json(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "app"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
-                 "template": {"metadata": {"labels": {"app": "app"}},
-                              "spec": {"containers": [{"name": "app", "image": "docker.io/library/registry:3.1.2"}]}}},
-    }))?;
-    workloads.create(&PostParams::default(), &workload).await?;
-    wait_until(
-        &workloads,
-        "app",
-        Duration::from_secs(120),
-        "available",
-        |deployment: Option<&Deployment>| {
-            deployment
-                .and_then(|deployment| deployment.status.as_ref())
-                .and_then(|status| status.available_replicas)
-                == Some(1)
-        },
-    )
-    .await?;
-    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &app.name)
-        .list(&ListParams::default().labels("app=app"))
-        .await?;
-    let pod = &pods.items[0];
+    let (workloads, pod) = run_app(&cluster, &app.name, "docker.io/library/registry:3.1.2").await?;
+    let pod = &pod;
     let spec = pod.spec.as_ref().map(|spec| spec.containers[0].image.clone());
     assert_eq!(
         spec.flatten().as_deref(),
@@ -304,7 +279,8 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
 
     // Self-healing: the registry's image gone from the node and its only pod deleted, the new pod
     // cannot pull it (the registry was that pod); the operator seeds the registry again from its
-    // copy, and the registry serves its image again.
+    // copy, and the registry serves its image again. The operator is killed half-way through
+    // (its container stopped once the registry runs from the seed): restarted, it finishes.
     workloads.delete("app", &DeleteParams::default()).await?;
     let registry_image = format!("{address}/docker.io/library/registry:3.1.2");
     crictl(&cluster, &["rmi", &registry_image])?;
@@ -315,7 +291,7 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
             &ListParams::default().labels(&format!("app={REGISTRY}")),
         )
         .await?;
-    // First the operator sees it (not Ready), then it heals (Ready again).
+    // First the operator sees it (not Ready), then it seeds: the registry runs from the seed.
     wait_until(
         &inits,
         INIT_NAME,
@@ -324,6 +300,36 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
         |init: Option<&JackalInit>| !is_ready(init),
     )
     .await?;
+    let from_seed = |deployment: Option<&Deployment>| {
+        deployment
+            .and_then(jackal_core::bootstrap::steps::container_image)
+            .is_some_and(|image| image.starts_with("127.0.0.1:") && !image.starts_with(&address))
+    };
+    wait_until(
+        &deployments,
+        REGISTRY,
+        Duration::from_secs(120),
+        "the registry running from the seed",
+        from_seed,
+    )
+    .await?;
+    let operator_container = crictl(
+        &cluster,
+        &[
+            "ps",
+            "--name",
+            "^operator$",
+            "--label",
+            &format!("io.kubernetes.pod.namespace={}", namespace.name),
+            "-q",
+        ],
+    )?;
+    let operator_container = operator_container
+        .lines()
+        .next()
+        .context("no running operator container")?
+        .to_owned();
+    crictl(&cluster, &["stop", "--timeout", "0", &operator_container])?;
     wait_until(
         &inits,
         INIT_NAME,
@@ -332,6 +338,11 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
         |init: Option<&JackalInit>| is_ready(init),
     )
     .await?;
+    let restarts = operator_pod_restarts(&registry_pods).await?;
+    assert!(
+        restarts >= 1,
+        "the operator's container was restarted ({restarts})"
+    );
     let healed = head_manifest(&address, &login, "docker.io/library/registry", "3.1.2").await?;
     assert_eq!(healed.status, 200, "the registry serves its own image again");
     let running = deployments.get(REGISTRY).await?;
@@ -345,10 +356,15 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
         "back on its own image"
     );
     // Events about the cluster-scoped JackalInit are kept in `default`.
+    // Only this JackalInit's Events: those of earlier runs are kept for an hour.
+    let this_init = format!(
+        "{INIT_NAME},involvedObject.uid={}",
+        inits.get(INIT_NAME).await?.metadata.uid.unwrap_or_default()
+    );
     jackal_tests::wait::event_messages(
         &cluster.client,
         "default",
-        INIT_NAME,
+        &this_init,
         "Reseeding",
         Duration::from_secs(30),
         |messages| messages.contains("seeding it again"),
@@ -415,13 +431,138 @@ async fn init_bootstraps_hands_over_to_the_operator_and_the_registry_heals() -> 
     assert_eq!(served.status, 200, "init again heals the registry");
     assert!(is_ready(inits.get_opt(INIT_NAME).await?.as_ref()));
 
+    // No node can take the registry (the only one cordoned) once its pod is gone: the
+    // JackalInit says so, with the scheduler's words; uncordoned, it is Ready again.
+    drop(node);
+    let _node = super::NODE.write().await;
+    let node_name = cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])?;
+    let cordoned = Cordoned::new(&cluster, node_name.trim())?;
+    registry_pods
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default().labels(&format!("app={REGISTRY}")),
+        )
+        .await?;
+    let unschedulable = wait_until(
+        &inits,
+        INIT_NAME,
+        Duration::from_secs(60),
+        "Ready=False RegistryUnschedulable",
+        |init: Option<&JackalInit>| {
+            condition_of(init, "Ready").is_some_and(|ready| ready.reason == "RegistryUnschedulable")
+        },
+    )
+    .await?;
+    let said = condition_of(Some(&unschedulable), "Ready").context("no Ready condition")?;
+    assert_eq!(said.status, "False");
+    assert!(said.message.contains("unschedulable"), "{}", said.message);
+    drop(cordoned);
+    wait_until(
+        &inits,
+        INIT_NAME,
+        Duration::from_secs(120),
+        "Ready once the node takes pods again",
+        |init: Option<&JackalInit>| is_ready(init),
+    )
+    .await?;
+    // The new pod started on an empty emptyDir: the operator pushed the registry's image back.
+    jackal_tests::wait::event_messages(
+        &cluster.client,
+        "default",
+        &this_init,
+        "Refilling",
+        Duration::from_secs(30),
+        |messages| messages.contains("pushing docker.io/library/registry:3.1.2 back"),
+    )
+    .await?;
+    let refilled = head_manifest(&address, &login, "docker.io/library/registry", "3.1.2").await?;
+    assert_eq!(refilled.status, 200, "the registry serves its own image again");
+
     drop(cluster_wide);
     let _ = inits.delete(INIT_NAME, &DeleteParams::default()).await;
     Ok(())
 }
 
+/// Runs a one-replica Deployment `app` of `image` in `namespace` until it is available; returns
+/// the Deployments of the namespace and the app's pod.
+pub(super) async fn run_app(
+    cluster: &Cluster,
+    namespace: &str,
+    image: &str,
+) -> anyhow::Result<(Api<Deployment>, Pod)> {
+    let workloads = Api::<Deployment>::namespaced(cluster.client.clone(), namespace);
+    let workload: Deployment = from_json(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "app"}},
+                 "template": {"metadata": {"labels": {"app": "app"}},
+                              "spec": {"containers": [{"name": "app", "image": image}]}}},
+    }))?;
+    workloads.create(&PostParams::default(), &workload).await?;
+    wait_until(
+        &workloads,
+        "app",
+        Duration::from_secs(120),
+        "available",
+        jackal_tests::wait::deployment_available(1),
+    )
+    .await?;
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), namespace)
+        .list(&ListParams::default().labels("app=app"))
+        .await?;
+    let pod = pods.items.into_iter().next().context("the app has no pod")?;
+    Ok((workloads, pod))
+}
+
+/// Asserts that the status lists every bootstrap step, in order, each `Succeeded`.
+pub(super) fn every_step_succeeded(status: &jackal_crds::init::JackalInitStatus) {
+    let steps: Vec<_> = status
+        .steps
+        .iter()
+        .map(|step| (step.name.as_str(), step.phase))
+        .collect();
+    assert_eq!(
+        steps,
+        ["State", "Registry", "SeedCopy", "Operator", "Webhook", "Cleanup"]
+            .map(|name| (name, StepPhase::Succeeded))
+    );
+}
+
+/// Cordons a node until dropped.
+struct Cordoned<'a>(&'a Cluster, String);
+
+impl<'a> Cordoned<'a> {
+    fn new(cluster: &'a Cluster, node: &str) -> anyhow::Result<Self> {
+        cluster.kubectl_ok(&["cordon", node])?;
+        Ok(Self(cluster, node.to_owned()))
+    }
+}
+
+impl Drop for Cordoned<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kubectl_ok(&["uncordon", &self.1]);
+    }
+}
+
+/// Restarts of the operator's container, summed over its pods.
+async fn operator_pod_restarts(pods: &Api<Pod>) -> anyhow::Result<i32> {
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("app={OPERATOR}")))
+        .await?;
+    Ok(listed
+        .items
+        .iter()
+        .flat_map(|pod| {
+            pod.status
+                .iter()
+                .flat_map(|status| status.container_statuses.iter().flatten())
+        })
+        .map(|container| container.restart_count)
+        .sum())
+}
+
 /// `HEAD /v2/REPOSITORY/manifests/TAG` with `login`, accepting image manifests and indexes.
-async fn head_manifest(
+pub(super) async fn head_manifest(
     address: &str,
     login: &str,
     repository: &str,
@@ -443,7 +584,7 @@ async fn head_manifest(
     .await
 }
 
-fn condition_of<'a>(
+pub(super) fn condition_of<'a>(
     init: Option<&'a JackalInit>,
     kind: &str,
 ) -> Option<&'a jackal_crds::condition::Condition> {
@@ -453,7 +594,7 @@ fn condition_of<'a>(
         .find(|condition| condition.type_ == kind)
 }
 
-fn is_ready(init: Option<&JackalInit>) -> bool {
+pub(super) fn is_ready(init: Option<&JackalInit>) -> bool {
     condition_of(init, "Ready").is_some_and(|ready| ready.status == "True")
 }
 
@@ -489,7 +630,7 @@ fn without_a_package_init_says_where_it_looked() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn base64_login(user: &str, password: &str) -> String {
+pub(super) fn base64_login(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",

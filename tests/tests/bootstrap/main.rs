@@ -4,6 +4,7 @@
 //! Jackal's own code, the registry pulling its own image from itself, and cleanup by label. Run
 //! again, the steps change nothing. `init` runs the same through the plugin.
 
+mod external;
 mod faults;
 mod init;
 
@@ -13,23 +14,33 @@ use jackal_core::bootstrap::objects::{INJECTOR_LABEL, INJECTOR_VALUE, REGISTRY};
 use jackal_core::bootstrap::steps::{Bootstrap, Reach};
 use jackal_core::layout::Layout;
 use jackal_core::payload::SourceImage;
-use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec};
-use jackal_tests::{Cluster, http, injector};
+use jackal_crds::init::{InternalRegistry, JackalInitSpec, RegistrySpec, RegistryStorage};
+use jackal_tests::{Cluster, Scratch, http, injector};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
 
 const REGISTRY_IMAGE: &str = "docker.io/library/registry:3.1.2";
+
+/// The test node, shared: tests that run pods on it hold it for reading; a test that makes it
+/// unschedulable (cordon) holds it for writing, so no other test's pod meets a cordoned node.
+pub(crate) static NODE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+/// The `JackalInit` (one per cluster) and what comes with it: held by the tests that run `init`.
+pub(crate) static INIT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Not the usual 31999: the webhook's end-to-end test uses that one.
 const NODE_PORT: i32 = 31997;
 
 #[tokio::test]
 async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> anyhow::Result<()> {
+    let _node = NODE.read().await;
     let cluster = Cluster::connect().await?;
     let namespace = cluster
         .labelled_namespace("bootstrap", &[("jackal.dev/agent".into(), "ignore".into())])
         .await?;
+    // The registry keeps its blobs on a claim, bound to a volume on the node made for this test.
+    let scratch = Scratch::new("bootstrap-volume")?;
+    let volume = Volume::new(&cluster, &namespace.name, scratch.path())?;
     let layout = Layout::new(cluster.dir().join("images/layout"));
     let bootstrap = Bootstrap {
         client: cluster.client.clone(),
@@ -38,6 +49,10 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
             registry: RegistrySpec {
                 internal: Some(InternalRegistry {
                     node_port: Some(NODE_PORT),
+                    storage: Some(RegistryStorage {
+                        size: "1Gi".to_owned(),
+                        storage_class_name: Some(volume.class.clone()),
+                    }),
                     ..InternalRegistry::default()
                 }),
                 external: None,
@@ -132,13 +147,28 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
     };
     let client = access.client(std::slice::from_ref(&registry));
     let reference: oci_client::Reference = format!("{registry}/{REGISTRY_IMAGE}").parse()?;
-    let (_, stored) = client
-        .pull_manifest_raw(
-            &reference,
-            &access.auth(&registry),
-            &jackal_core::oci::media_type::IMAGE_MANIFESTS,
-        )
-        .await?;
+    // Right after a rollout kube-proxy may still send a request to the old pod's address, which
+    // another test's new pod may have taken: a few seconds' grace.
+    let pull_manifest = || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let pulled = client
+                .pull_manifest_raw(
+                    &reference,
+                    &access.auth(&registry),
+                    &jackal_core::oci::media_type::IMAGE_MANIFESTS,
+                )
+                .await;
+            match pulled {
+                Ok((_, digest)) => break anyhow::Ok(digest),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                Err(error) => break Err(error.into()),
+            }
+        }
+    };
+    let stored = pull_manifest().await?;
     assert_eq!(
         stored,
         expected.as_str(),
@@ -170,5 +200,88 @@ async fn a_registry_is_bootstrapped_from_config_maps_and_runs_from_itself() -> a
         generation,
         "a second run does not roll the registry"
     );
+
+    // Its pod replaced, the registry still holds its image: the blobs are on the claim.
+    pods.delete_collection(
+        &kube::api::DeleteParams::default().grace_period(0),
+        &ListParams::default().labels(&format!("app={REGISTRY}")),
+    )
+    .await?;
+    jackal_tests::wait::wait_until(
+        &deployments,
+        REGISTRY,
+        Duration::from_secs(120),
+        "the registry available on a new pod",
+        |deployment: Option<&Deployment>| {
+            deployment
+                .and_then(|deployment| deployment.status.as_ref())
+                .is_some_and(|status| status.available_replicas == Some(1) && status.replicas == Some(1))
+        },
+    )
+    .await?;
+    let kept = pull_manifest().await?;
+    assert_eq!(
+        kept,
+        expected.as_str(),
+        "a new registry pod serves what the old one stored"
+    );
+    let claim = Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), &namespace.name)
+        .get(REGISTRY)
+        .await?;
+    assert_eq!(
+        claim.spec.and_then(|spec| spec.volume_name),
+        Some(volume.name.clone()),
+        "the claim is bound to the test's volume"
+    );
+    let stored = std::fs::read_dir(scratch.path().join("docker/registry/v2/blobs/sha256"))?.count();
+    assert!(stored > 0, "the blobs are on the volume");
     Ok(())
+}
+
+/// A hostPath PersistentVolume of its own StorageClass, reserved for the registry's claim in one
+/// namespace, deleted when dropped (this cluster has no volume provisioner).
+struct Volume<'a> {
+    cluster: &'a Cluster,
+    name: String,
+    class: String,
+}
+
+impl<'a> Volume<'a> {
+    fn new(cluster: &'a Cluster, namespace: &str, path: &std::path::Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        // The registry runs as an unprivileged user; hostPath volumes ignore fsGroup.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
+        let name = format!("{namespace}-registry");
+        let class = format!("{namespace}-local");
+        let volume = serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": class,
+                "claimRef": {"namespace": namespace, "name": REGISTRY},
+                "hostPath": {"path": path, "type": "Directory"},
+            },
+        });
+        let file = path.with_extension("volume.json");
+        std::fs::write(&file, serde_json::to_vec(&volume)?)?;
+        let applied = cluster.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(&file);
+        applied?;
+        Ok(Self { cluster, name, class })
+    }
+}
+
+impl Drop for Volume<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.kubectl_output(&[
+            "delete",
+            "persistentvolume",
+            &self.name,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+    }
 }

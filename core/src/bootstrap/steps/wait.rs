@@ -112,6 +112,20 @@ impl Bootstrap {
     }
 }
 
+/// The image of a Deployment's first container.
+pub fn container_image(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
+}
+
 /// `None` when a Deployment has rolled out its current generation, otherwise how far it got.
 pub fn rollout_pending(deployment: &Deployment) -> Option<String> {
     match rollout(deployment) {
@@ -167,6 +181,9 @@ pub fn describe_pod(status: Option<&PodStatus>) -> String {
         return "no status yet".to_owned();
     };
     let mut parts = vec![format!("phase {}", status.phase.as_deref().unwrap_or("unknown"))];
+    if let Some(unscheduled) = unschedulable(status) {
+        parts.push(format!("not scheduled: {unscheduled}"));
+    }
     for container in status.container_statuses.iter().flatten() {
         let state = container.state.as_ref();
         if let Some(waiting) = state.and_then(|state| state.waiting.as_ref()) {
@@ -188,6 +205,23 @@ pub fn describe_pod(status: Option<&PodStatus>) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// Why the scheduler cannot place a pod (`0/1 nodes are available: 1 node(s) were
+/// unschedulable`), when it says it cannot.
+pub fn unschedulable(status: &PodStatus) -> Option<String> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|condition| condition.type_ == "PodScheduled" && condition.status == "False")
+        .map(|condition| {
+            condition
+                .message
+                .clone()
+                .or_else(|| condition.reason.clone())
+                .unwrap_or_else(|| "no reason given".to_owned())
+        })
 }
 
 #[cfg(test)]
@@ -212,6 +246,20 @@ mod tests {
             panic!("an old pod still serving is not a finished rollout");
         };
         assert_eq!(detail, "1 of 1 replicas available, 0 updated");
+    }
+
+    #[test]
+    fn a_pod_no_node_takes_says_why() {
+        let status: PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/1 nodes are available: 1 node(s) were unschedulable."}],
+        }))
+        .unwrap();
+        assert_eq!(
+            describe_pod(Some(&status)),
+            "phase Pending; not scheduled: 0/1 nodes are available: 1 node(s) were unschedulable."
+        );
     }
 
     #[tokio::test]

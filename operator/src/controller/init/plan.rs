@@ -3,6 +3,7 @@
 //! copy of the registry's image, seed the registry again) and the kstatus outcome. Tested without
 //! a cluster.
 
+use jackal_core::registry::ErrorCategory;
 use jackal_crds::condition::{Condition, ConditionType};
 use jackal_crds::init::{Architecture, BootstrapStep, JackalInitStatus, RegistryStatus, StepPhase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,6 +17,8 @@ pub enum Registry {
     Seeding,
     /// It runs its own image but has not rolled out (what it is waiting for).
     RollingOut(String),
+    /// A pod of it cannot be placed on any node: what the scheduler says.
+    Unschedulable(String),
     /// Its pods cannot pull its own image (node lost, image garbage-collected): what the node
     /// says.
     ImageUnavailable(String),
@@ -23,6 +26,10 @@ pub enum Registry {
     SelfHosted,
     /// It is available on its own image but does not serve the image's manifest.
     NotServing,
+    /// An external registry that serves the operator's image.
+    External,
+    /// An external registry that does not serve the operator's image (yet): what was tried.
+    ExternalNotServing(String),
 }
 
 /// What the controller observed.
@@ -42,6 +49,8 @@ pub struct Observed {
     pub seed_objects: usize,
     /// Whether the operator's cache holds a copy of the registry's image.
     pub seed_cached: bool,
+    /// Who else is seeding the registry now (holds the bootstrap Lease), if anyone.
+    pub seeding_by: Option<String>,
     /// The architecture in use: the spec's, or the operator's own.
     pub architecture: Option<Architecture>,
 }
@@ -57,6 +66,9 @@ pub struct Plan {
     pub keep_seed: bool,
     /// Seed the registry again from that copy: it cannot pull its own image.
     pub reseed: bool,
+    /// Push that copy into the running registry: its pod restarted on an emptyDir and lost
+    /// everything, its own image included.
+    pub refill: bool,
     /// Each step: name, phase, message.
     pub steps: Vec<(&'static str, StepPhase, String)>,
     /// The outcome.
@@ -90,26 +102,58 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
         Some(Ok(address)) => (Succeeded, format!("registry at {address}")),
     };
     steps.push(("State", state.0, state.1.clone()));
-    let registry = match &observed.registry {
-        Registry::Missing => (Pending, "no registry Deployment yet".to_owned()),
-        Registry::Seeding => (Running, "running from the seed registry".to_owned()),
-        Registry::RollingOut(detail) => (Running, format!("rolling out: {detail}")),
-        Registry::ImageUnavailable(detail) if observed.seed_cached => (
+    let registry = match (&observed.registry, &observed.seeding_by) {
+        (Registry::Missing, _) => (Pending, "no registry Deployment yet".to_owned()),
+        (Registry::Seeding | Registry::ImageUnavailable(_), Some(holder)) => {
+            (Running, format!("being seeded by {holder}"))
+        }
+        (Registry::Seeding, None) if observed.seed_cached => (
+            Running,
+            "seeding stopped half-way; finishing it from the operator's copy".to_owned(),
+        ),
+        (Registry::Seeding, None) => (
+            Failed,
+            "runs from the seed registry but nobody is seeding it (a bootstrap stopped half-way): run `kubectl jackal init` again".to_owned(),
+        ),
+        (Registry::RollingOut(detail), _) => (Running, format!("rolling out: {detail}")),
+        (Registry::Unschedulable(detail), _) => (Running, format!("no node can run it: {detail}")),
+        (Registry::ImageUnavailable(detail), None) if observed.seed_cached => (
             Running,
             format!("cannot pull its own image, seeding it again from the operator's copy: {detail}"),
         ),
-        Registry::ImageUnavailable(detail) => (
+        (Registry::ImageUnavailable(detail), None) => (
             Failed,
             format!(
                 "cannot pull its own image and the operator holds no copy of it (run `kubectl jackal init` again): {detail}"
             ),
         ),
-        Registry::NotServing => (Running, "available but not serving its own image yet".to_owned()),
-        Registry::SelfHosted => (Succeeded, "runs from its own image".to_owned()),
+        (Registry::NotServing, _) if observed.seed_cached => (
+            Running,
+            "available but no longer holds its own image (a pod restarted on an emptyDir); pushing it back from the operator's copy".to_owned(),
+        ),
+        (Registry::NotServing, _) => (Running, "available but not serving its own image yet".to_owned()),
+        (Registry::SelfHosted, _) => (Succeeded, "runs from its own image".to_owned()),
+        (Registry::External, _) => (
+            Succeeded,
+            "the external registry serves the operator's image".to_owned(),
+        ),
+        (Registry::ExternalNotServing(detail), _) => (
+            Running,
+            format!("the external registry does not serve the operator's image: {detail}"),
+        ),
     };
     steps.push(("Registry", registry.0, registry.1.clone()));
-    let self_hosted = observed.registry == Registry::SelfHosted;
+    let external = matches!(
+        observed.registry,
+        Registry::External | Registry::ExternalNotServing(_)
+    );
+    // In place: nothing more to do for the registry itself.
+    let self_hosted = matches!(observed.registry, Registry::SelfHosted | Registry::External);
     let copy = match (observed.seed_cached, self_hosted) {
+        _ if external => (
+            Succeeded,
+            "not needed: an external registry is never seeded".to_owned(),
+        ),
         (true, _) => (
             Succeeded,
             "the operator holds a copy of the registry's image to seed it again".to_owned(),
@@ -147,14 +191,29 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
     };
     steps.push(("Cleanup", cleanup.0, cleanup.1));
 
+    let reseed = matches!(
+        observed.registry,
+        Registry::ImageUnavailable(_) | Registry::Seeding
+    ) && observed.seed_cached
+        && observed.seeding_by.is_none();
+    let refill =
+        observed.registry == Registry::NotServing && observed.seed_cached && observed.seeding_by.is_none();
     let outcome = if state.0 == Failed {
         Outcome::Stalled("InvalidState", state.1)
     } else if state.0 == Pending {
         Outcome::Progressing("WaitingForInit", state.1)
+    } else if registry.0 == Failed && observed.registry == Registry::Seeding {
+        Outcome::Stalled("SeedingAbandoned", registry.1)
     } else if registry.0 == Failed {
         Outcome::Stalled("RegistryImageUnavailable", registry.1)
-    } else if matches!(observed.registry, Registry::ImageUnavailable(_)) {
+    } else if observed.seeding_by.is_some() && !self_hosted {
+        Outcome::Progressing("Seeding", registry.1)
+    } else if reseed {
         Outcome::Progressing("Reseeding", registry.1)
+    } else if refill {
+        Outcome::Progressing("Refilling", registry.1)
+    } else if matches!(observed.registry, Registry::Unschedulable(_)) {
+        Outcome::Progressing("RegistryUnschedulable", registry.1)
     } else if !self_hosted {
         Outcome::Progressing("RegistryNotReady", registry.1)
     } else if let Some((name, _, message)) = steps.iter().find(|(_, phase, _)| *phase != Succeeded) {
@@ -165,11 +224,22 @@ pub fn plan(observed: &Observed, observed_generation: Option<i64>) -> Plan {
     };
     Plan {
         clean_up,
-        apply_registry: self_hosted && observed_generation != observed.generation,
-        keep_seed: self_hosted && !observed.seed_cached,
-        reseed: matches!(observed.registry, Registry::ImageUnavailable(_)) && observed.seed_cached,
+        apply_registry: self_hosted && !external && observed_generation != observed.generation,
+        keep_seed: self_hosted && !external && !observed.seed_cached,
+        reseed,
+        refill,
         steps,
         outcome,
+    }
+}
+
+/// The outcome when doing what the plan asked failed: still progressing when waiting may help
+/// (the reconcile is retried), stalled when it cannot; the error's category is the reason.
+pub fn outcome_after_error(category: ErrorCategory, message: String) -> Outcome {
+    if category.is_retryable() {
+        Outcome::Progressing("RetryingAfterError", message)
+    } else {
+        Outcome::Stalled(category.reason(), message)
     }
 }
 
@@ -282,6 +352,7 @@ mod tests {
             webhook_registered: true,
             seed_objects: 0,
             seed_cached: true,
+            seeding_by: None,
             architecture: Some(Architecture::Amd64),
         }
     }
@@ -294,7 +365,7 @@ mod tests {
     fn everything_in_place_is_ready_and_does_nothing() {
         let plan = plan(&ready(), Some(3));
         assert_eq!(plan.outcome, Outcome::Ready);
-        assert!(!plan.clean_up && !plan.apply_registry && !plan.keep_seed && !plan.reseed);
+        assert!(!plan.clean_up && !plan.apply_registry && !plan.keep_seed && !plan.reseed && !plan.refill);
         assert!(
             plan.steps
                 .iter()
@@ -306,13 +377,18 @@ mod tests {
         );
     }
 
+    fn seeded_by_init(observed: Observed) -> Observed {
+        Observed {
+            registry: Registry::Seeding,
+            seeding_by: Some("kubectl-jackal/workstation".to_owned()),
+            ..observed
+        }
+    }
+
     #[test]
     fn a_new_generation_applies_the_registry_spec() {
         assert!(plan(&ready(), Some(2)).apply_registry);
-        let seeding = Observed {
-            registry: Registry::Seeding,
-            ..ready()
-        };
+        let seeding = seeded_by_init(ready());
         assert!(
             !plan(&seeding, Some(2)).apply_registry,
             "init drives a seeding registry"
@@ -331,15 +407,13 @@ mod tests {
             cleaning.outcome,
             Outcome::Progressing("CleaningUp", "Cleanup: removing 4 seed objects".to_owned())
         );
-        let seeding = Observed {
-            registry: Registry::Seeding,
-            ..leftovers
-        };
+        let seeding = seeded_by_init(leftovers);
         let kept = plan(&seeding, Some(3));
         assert!(!kept.clean_up, "the seed serves the registry its image");
+        assert!(!kept.reseed, "init is seeding it");
         assert_eq!(
             kept.outcome,
-            Outcome::Progressing("RegistryNotReady", "running from the seed registry".to_owned())
+            Outcome::Progressing("Seeding", "being seeded by kubectl-jackal/workstation".to_owned())
         );
     }
 
@@ -367,10 +441,7 @@ mod tests {
         };
         assert!(plan(&uncached, Some(3)).keep_seed);
         assert!(!plan(&ready(), Some(3)).keep_seed);
-        let seeding = Observed {
-            registry: Registry::Seeding,
-            ..uncached
-        };
+        let seeding = seeded_by_init(uncached);
         assert!(!plan(&seeding, Some(3)).keep_seed, "only its own image is kept");
     }
 
@@ -384,6 +455,99 @@ mod tests {
         assert!(healing.reseed);
         assert!(matches!(healing.outcome, Outcome::Progressing("Reseeding", _)));
         assert!(!healing.clean_up && !healing.keep_seed);
+    }
+
+    #[test]
+    fn a_registry_that_lost_its_content_gets_its_own_image_back() {
+        let emptied = Observed {
+            registry: Registry::NotServing,
+            ..ready()
+        };
+        let refilling = plan(&emptied, Some(3));
+        assert!(refilling.refill && !refilling.reseed && !refilling.keep_seed);
+        assert!(matches!(
+            refilling.outcome,
+            Outcome::Progressing("Refilling", message) if message.contains("operator's copy")
+        ));
+        let uncached = Observed {
+            seed_cached: false,
+            ..emptied
+        };
+        assert!(!plan(&uncached, Some(3)).refill);
+    }
+
+    #[test]
+    fn an_external_registry_is_never_seeded_nor_copied() {
+        let external = Observed {
+            registry: Registry::External,
+            seed_cached: false,
+            ..ready()
+        };
+        let plan_now = plan(&external, Some(2));
+        assert_eq!(plan_now.outcome, Outcome::Ready);
+        assert!(!plan_now.keep_seed && !plan_now.reseed && !plan_now.apply_registry);
+        let unreachable = Observed {
+            registry: Registry::ExternalNotServing("connection refused".to_owned()),
+            ..external
+        };
+        let waiting = plan(&unreachable, Some(3));
+        assert!(matches!(
+            waiting.outcome,
+            Outcome::Progressing("RegistryNotReady", message) if message.contains("connection refused")
+        ));
+    }
+
+    #[test]
+    fn a_registry_no_node_can_run_says_so() {
+        let cordoned = Observed {
+            registry: Registry::Unschedulable(
+                "pod jackal-registry-x: 0/1 nodes are available: 1 node(s) were unschedulable.".to_owned(),
+            ),
+            ..ready()
+        };
+        let waiting = plan(&cordoned, Some(3));
+        assert!(!waiting.reseed && !waiting.clean_up);
+        assert!(matches!(
+            waiting.outcome,
+            Outcome::Progressing("RegistryUnschedulable", message)
+                if message.contains("no node can run it") && message.contains("unschedulable")
+        ));
+    }
+
+    #[test]
+    fn seeding_someone_else_does_is_left_to_them() {
+        let lost = Observed {
+            registry: Registry::ImageUnavailable("ImagePullBackOff".to_owned()),
+            seeding_by: Some("kubectl-jackal/workstation".to_owned()),
+            ..ready()
+        };
+        let waiting = plan(&lost, Some(3));
+        assert!(!waiting.reseed);
+        assert!(matches!(waiting.outcome, Outcome::Progressing("Seeding", _)));
+    }
+
+    #[test]
+    fn seeding_stopped_half_way_is_finished_from_the_copy_or_stalls_without_one() {
+        // The operator (or init) was killed mid-seed: the Lease expired, the registry still runs
+        // from the seed.
+        let abandoned = Observed {
+            registry: Registry::Seeding,
+            seed_objects: 5,
+            ..ready()
+        };
+        let resumed = plan(&abandoned, Some(3));
+        assert!(resumed.reseed && !resumed.clean_up);
+        assert!(matches!(resumed.outcome, Outcome::Progressing("Reseeding", _)));
+        let without_copy = Observed {
+            seed_cached: false,
+            ..abandoned
+        };
+        let stalled = plan(&without_copy, Some(3));
+        assert!(!stalled.reseed);
+        assert!(matches!(
+            stalled.outcome,
+            Outcome::Stalled("SeedingAbandoned", message) if message.contains("kubectl jackal init")
+        ));
     }
 
     #[test]
@@ -409,6 +573,35 @@ mod tests {
         assert!(matches!(
             plan(&broken, Some(3)).outcome,
             Outcome::Stalled("InvalidState", _)
+        ));
+    }
+
+    #[test]
+    fn a_corrupt_chunk_stalls_naming_the_chunk_and_its_digests() {
+        use jackal_core::bootstrap::steps::StepError;
+        use jackal_core::oci::Digest;
+        use jackal_core::registry::Categorize;
+        let error = StepError::CorruptChunk {
+            chunk: "jackal-payload-0003".to_owned(),
+            expected: Digest::of(b"written"),
+            found: Digest::of(b"tampered"),
+            payload: Digest::of(b"payload"),
+        };
+        let Outcome::Stalled(reason, message) = outcome_after_error(error.category(), error.to_string())
+        else {
+            panic!("a corrupt chunk does not heal by waiting");
+        };
+        assert_eq!(reason, ErrorCategory::Integrity.reason());
+        for named in [
+            "jackal-payload-0003".to_owned(),
+            Digest::of(b"written").to_string(),
+            Digest::of(b"tampered").to_string(),
+        ] {
+            assert!(message.contains(&named), "{message} names {named}");
+        }
+        assert!(matches!(
+            outcome_after_error(ErrorCategory::Transient, "timed out".to_owned()),
+            Outcome::Progressing("RetryingAfterError", _)
         ));
     }
 

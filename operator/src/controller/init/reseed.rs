@@ -2,7 +2,9 @@
 //! of that image in its cache volume (an OCI layout); when the registry later cannot pull its image
 //! (its node lost, the image garbage-collected), the registry is seeded again from that copy by the
 //! same steps `kubectl jackal init` runs: payload ConfigMaps, injector, registry from the seed,
-//! images pushed, registry back on its own image, cleanup.
+//! images pushed, registry back on its own image, cleanup. A registry that runs but lost its
+//! content (a pod restarted on an emptyDir, its image still cached on the node) gets its own image
+//! pushed back from the copy.
 
 use std::path::{Path, PathBuf};
 
@@ -115,6 +117,19 @@ impl SeedCache {
         let _ = std::fs::remove_dir_all(&self.root);
         std::fs::rename(&partial, &self.root).map_err(write)?;
         Ok(())
+    }
+
+    /// Pushes the cached `image` into the running registry (which lost it with its emptyDir).
+    pub async fn refill(
+        &self,
+        bootstrap: &Bootstrap,
+        state: &JackalState,
+        image: &str,
+    ) -> Result<(), StepError> {
+        bootstrap
+            .push_package_images(state, &Layout::new(&self.root), &[image.to_owned()])
+            .await
+            .map(drop)
     }
 
     /// Seeds the registry again from the cached `image`: the whole injection, then cleanup.
