@@ -81,3 +81,63 @@ pub async fn push_chart(reference: &str, chart: Vec<u8>) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// A distribution registry of its own (the testbed's `registry` binary) on a free loopback port,
+/// storing into a scratch directory; stopped and removed when dropped. For tests that need a
+/// registry nothing else has written to.
+pub struct ScratchRegistry {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    child: std::process::Child,
+    _storage: crate::Scratch,
+}
+
+impl ScratchRegistry {
+    /// Starts one and waits until it answers.
+    pub async fn start(name: &str) -> anyhow::Result<Self> {
+        let storage = crate::Scratch::new(&format!("registry-{name}"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                storage.path().join("data").display()
+            ),
+        )?;
+        let binary = crate::testbed_dir().join("bin/registry");
+        let child = std::process::Command::new(&binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(storage.path().join("registry.log"))?)
+            .spawn()
+            .with_context(|| format!("failed to start {}", binary.display()))?;
+        let registry = Self {
+            address,
+            child,
+            _storage: storage,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !crate::http::get(&registry.address, "/v2/", &[])
+            .await
+            .is_ok_and(|response| response.status == 200)
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the registry at {} did not answer",
+                registry.address
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(registry)
+    }
+}
+
+impl Drop for ScratchRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

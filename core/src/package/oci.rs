@@ -2,7 +2,9 @@
 //! (`application/vnd.jackal.layer.v1.blob`, titled with its path), every image blob its own layer
 //! so registries deduplicate them and the operator can mount them — and `pull` writes the same
 //! package file back (the archive is deterministic, so it is bit-for-bit the original), or only
-//! what some components need; `inspect_remote` reads only the metadata and image manifests.
+//! what some components need; `inspect_remote` reads only the metadata and image manifests;
+//! `relocate` makes the package's images images of a registry, by blob mounts when the artifact
+//! is in that registry.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ pub enum OciError {
     },
     #[error("failed to read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Copy(#[from] crate::registry::copy::CopyError),
 }
 
 impl Categorize for OciError {
@@ -63,6 +67,7 @@ impl Categorize for OciError {
             Self::Verify(error) => error.category(),
             Self::Inspect(error) => error.category(),
             Self::Io { .. } => ErrorCategory::Io,
+            Self::Copy(error) => error.category(),
             Self::NoComponent { .. } => ErrorCategory::NotFound,
             Self::Title { .. } | Self::Malformed { .. } => ErrorCategory::Integrity,
             Self::Url(_) | Self::NoVersion | Self::NotAPackage { .. } => ErrorCategory::Invalid,
@@ -126,9 +131,11 @@ where
 
 mod publish;
 mod pull;
+mod relocate;
 
 pub use publish::{Published, publish};
 pub use pull::{Pulled, inspect_remote, pull};
+pub use relocate::{Relocated, relocate};
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,9 @@
 //! digests), every platform of an index, blobs streamed from source to target (never held in
 //! memory) and skipped when the target already has them. Bootstrap moves the seed images into the
 //! permanent registry with it, and the init package's other images from its OCI layout
-//! ([`push_from_layout`]); no external tool is involved.
+//! ([`push_from_layout`]); a package's images are made images of a registry from the package's
+//! OCI artifact ([`copy_from_blobs`]: blobs mounted when it is the same registry). No external
+//! tool is involved.
 
 use futures::{StreamExt, TryStreamExt};
 use oci_client::Reference;
@@ -26,6 +28,8 @@ pub struct Copied {
     pub pushed: usize,
     /// Blobs the target already had.
     pub skipped: usize,
+    /// Blobs mounted from another repository of the same registry (no bytes sent).
+    pub mounted: usize,
     /// Bytes uploaded.
     pub bytes: u64,
 }
@@ -215,6 +219,90 @@ pub async fn copy_image(
     Ok(copied)
 }
 
+/// Makes `target` the image whose top manifest (or index) is the blob `top` of the repository
+/// `source`, where its other manifests and blobs are blobs too: a package artifact, every file of
+/// which is a layer. In the same registry every blob is mounted from `source` (no bytes move);
+/// otherwise blobs stream from `source`, skipped when the target has them. Platforms an index lists
+/// but the repository lacks (a package keeps those it was made for) are left out.
+pub async fn copy_from_blobs(
+    source: &Reference,
+    top: &Digest,
+    what: &str,
+    target: &Reference,
+    access: &Access,
+) -> Result<Copied, CopyError> {
+    let same_registry = source.resolve_registry() == target.resolve_registry();
+    let client = access.client(&[
+        source.resolve_registry().to_owned(),
+        target.resolve_registry().to_owned(),
+    ]);
+    let source_auth = access.auth(source.resolve_registry());
+    log_in(&client, target, &access.auth(target.resolve_registry()), what).await?;
+    // Reading from the source needs its own login (a no-op for the same registry and account).
+    client
+        .auth(source, &source_auth, oci_client::RegistryOperation::Pull)
+        .await
+        .map_err(|error| registry_error("log in to read", what, error))?;
+    let origin = if same_registry {
+        Origin::SameRegistry(source)
+    } else {
+        Origin::Registry(source)
+    };
+    let mut copied = Copied::default();
+    let bytes = manifest_blob(&client, source, top, what)
+        .await?
+        .ok_or_else(|| CopyError::Corrupt {
+            what: what.to_owned(),
+            message: format!("the manifest {top} is not in {}", source.whole()),
+        })?;
+    let document = parse(&bytes, top, what)?;
+    if document.is_index() {
+        for child in &document.manifests {
+            let Some(child_bytes) = manifest_blob(&client, source, &child.digest, what).await? else {
+                continue;
+            };
+            let child_document = parse(&child_bytes, &child.digest, what)?;
+            let child_target = target.clone_with_digest(child.digest.to_string());
+            send_blobs(&client, origin, &child_target, &child_document, what, &mut copied).await?;
+            put_manifest(&client, &child_target, child_bytes, &child_document, what).await?;
+        }
+    } else {
+        send_blobs(&client, origin, target, &document, what, &mut copied).await?;
+    }
+    put_manifest(&client, target, bytes, &document, what).await?;
+    copied.digest = Some(top.clone());
+    Ok(copied)
+}
+
+/// A manifest kept as a blob of `source`, checked against its digest; `None` when absent.
+async fn manifest_blob(
+    client: &Client,
+    source: &Reference,
+    digest: &Digest,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, CopyError> {
+    let descriptor = OciDescriptor {
+        digest: digest.to_string(),
+        ..OciDescriptor::default()
+    };
+    let mut bytes = Vec::new();
+    if let Err(error) = client.pull_blob(source, &descriptor, &mut bytes).await {
+        let error = registry_error(&format!("read the manifest {digest} of"), what, error);
+        return match error {
+            CopyError::Registry { source, .. } if source.category == ErrorCategory::NotFound => Ok(None),
+            error => Err(error),
+        };
+    }
+    let found = Digest::of(&bytes);
+    if &found != digest {
+        return Err(CopyError::Corrupt {
+            what: what.to_owned(),
+            message: format!("the manifest {digest} hashes to {found}"),
+        });
+    }
+    Ok(Some(bytes::Bytes::from(bytes)))
+}
+
 /// Fetches a manifest's exact bytes and checks them against the digest the registry gave.
 async fn manifest(
     client: &Client,
@@ -249,6 +337,8 @@ fn parse(bytes: &[u8], digest: &Digest, what: &str) -> Result<Document, CopyErro
 enum Origin<'a> {
     /// Another registry, the image at this reference.
     Registry(&'a Reference),
+    /// Another repository of the target's registry: blobs are mounted from it.
+    SameRegistry(&'a Reference),
     /// An OCI layout's blob files.
     Layout(&'a Layout),
 }
@@ -273,9 +363,17 @@ async fn send_blobs(
             copied.skipped += 1;
             continue;
         }
+        // Same registry: ask it to link the blob into the target repository; only a registry
+        // that refuses (it answers with an upload session instead) gets the bytes.
+        if let Origin::SameRegistry(source) = origin
+            && client.mount_blob(target, source, digest).await.is_ok()
+        {
+            copied.mounted += 1;
+            continue;
+        }
         let action = format!("copy blob {digest} of");
         let stream = match origin {
-            Origin::Registry(source) => {
+            Origin::Registry(source) | Origin::SameRegistry(source) => {
                 let descriptor = OciDescriptor {
                     media_type: blob.media_type.clone(),
                     digest: digest.to_owned(),

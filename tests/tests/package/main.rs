@@ -8,6 +8,7 @@ mod credentials;
 mod hostile;
 mod oci;
 mod platforms;
+mod relocate;
 mod signing;
 mod sources;
 

@@ -46,7 +46,7 @@ const METADATA: [&str; 5] = [
 ];
 
 /// A package artifact in a registry, being downloaded into `root`.
-struct Artifact<'a> {
+pub(super) struct Artifact<'a> {
     client: oci_client::Client,
     reference: Reference,
     /// The artifact's URL, as errors and progress name it.
@@ -60,7 +60,7 @@ struct Artifact<'a> {
 impl<'a> Artifact<'a> {
     /// Resolves `url` (`oci://REGISTRY/REPOSITORY:TAG`) and reads its manifest; `root` (which
     /// must not exist) receives the files.
-    async fn open(
+    pub(super) async fn open(
         url: &OciUrl,
         access: &Access,
         root: &'a Path,
@@ -125,7 +125,7 @@ impl<'a> Artifact<'a> {
     }
 
     /// Downloads the layers titled `titles` (unknown titles are skipped) into the root.
-    async fn download(&self, titles: Vec<String>) -> Result<(), OciError> {
+    pub(super) async fn download(&self, titles: Vec<String>) -> Result<(), OciError> {
         stream::iter(titles.into_iter().map(Ok::<_, OciError>))
             .try_for_each_concurrent(PARALLEL, |title| async move {
                 let Some((layer, _)) = self.layers.get(&title) else {
@@ -153,6 +153,11 @@ impl<'a> Artifact<'a> {
                 .await
             })
             .await
+    }
+
+    /// The artifact's reference (its repository holds every file's blob).
+    pub(super) fn reference(&self) -> &Reference {
+        &self.reference
     }
 
     /// The metadata files this artifact has.
