@@ -671,7 +671,13 @@ impl Bootstrap {
             let target: oci_client::Reference = target
                 .parse()
                 .map_err(|error| StepError::Invalid(format!("{target}: {error}")))?;
-            pushed.push(push_from_layout(layout, image, &target, &access).await?);
+            // Right after the registry's rollout the NodePort may still reach the old pod as it
+            // stops: a reset connection is retried (blobs already sent are skipped).
+            let copied = retry(&format!("pushing {image}"), 5, || {
+                push_from_layout(layout, image, &target, &access)
+            })
+            .await?;
+            pushed.push(copied);
         }
         Ok(pushed)
     }
@@ -683,10 +689,32 @@ impl Bootstrap {
         let image = self.self_hosted_image(state)?;
         self.start_registry(state, &image).await?;
         if let Some(seed) = seed {
-            // Right after the rollout the NodePort may still reach the old pod as it stops.
+            // What the old pod (still answering as it stops) would receive is lost with it: push
+            // once it is gone, then check that the registry serves its own image.
+            let replicas = self
+                .spec
+                .registry
+                .internal
+                .as_ref()
+                .and_then(|internal| internal.replicas)
+                .unwrap_or(1);
+            self.wait_only_current_pods(REGISTRY, usize::try_from(replicas).unwrap_or(1))
+                .await?;
             retry("copying the seed images into the new registry pod", 5, || {
                 self.push_images(state, seed)
             })
+            .await?;
+            wait::poll_until(
+                "the registry serving its own image",
+                std::time::Duration::from_millis(500),
+                || async {
+                    Ok(if self.registry_serves(state, &image).await? {
+                        wait::Poll::Ready
+                    } else {
+                        wait::Poll::Waiting("its manifest is not served yet".to_owned())
+                    })
+                },
+            )
             .await?;
         }
         Ok(())

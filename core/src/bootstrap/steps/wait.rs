@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::api::ListParams;
 
 use super::{Bootstrap, Namespaced, StepError, api};
 
@@ -89,6 +90,35 @@ impl Bootstrap {
                     .await
                     .map_err(api(format!("read Deployment {name}")))?;
                 Ok(rollout(&deployment))
+            },
+        )
+        .await
+    }
+
+    /// Waits until only the `replicas` current pods labelled `app=<app>` exist: none terminating.
+    /// A pod that is stopping still answers on its Service a little while, and what is pushed
+    /// into it is lost with its emptyDir.
+    pub(super) async fn wait_only_current_pods(&self, app: &str, replicas: usize) -> Result<(), StepError> {
+        let pods = self.api::<Pod>();
+        let selector = ListParams::default().labels(&format!("app={app}"));
+        poll_until(
+            &format!("the old pods of {}/{app} (stopping)", self.namespace),
+            Duration::from_millis(250),
+            || async {
+                let listed = pods
+                    .list_metadata(&selector)
+                    .await
+                    .map_err(api(format!("list the pods of {app}")))?;
+                let stopping = listed
+                    .items
+                    .iter()
+                    .filter(|pod| pod.metadata.deletion_timestamp.is_some())
+                    .count();
+                Ok(if stopping == 0 && listed.items.len() == replicas {
+                    Poll::Ready
+                } else {
+                    Poll::Waiting(format!("{} pods, {stopping} stopping", listed.items.len()))
+                })
             },
         )
         .await
